@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WHEELDIR ?= $(HOME)/.cache/omnimeta/wheels
+SHARED_DATA := ../shared/omniglot
+# Use the project's local copy of Omniglot when it sits beside the checkout;
+# otherwise let `make run` fetch the canonical archives (checksummed).
+ifneq ($(wildcard $(SHARED_DATA)/images_background.zip),)
+export OMNIMETA_DATA := $(abspath $(SHARED_DATA))
+DATA_ARGS :=
+else
+DATA_ARGS := --download
+endif
+RUN_ARGS ?=
+
+.PHONY: install run test clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt tools/build-learn2learn
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	tools/build-learn2learn $(BIN)/python $(WHEELDIR)
+	$(BIN)/python -m pip install -q -c constraints.txt --find-links $(WHEELDIR) learn2learn==0.2.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/omnimeta run --solver fomaml $(DATA_ARGS) $(RUN_ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

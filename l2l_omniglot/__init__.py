@@ -1,0 +1,24 @@
+"""omnimeta: few-shot classification on Omniglot, built on learn2learn.
+
+The public API, for projects that import omnimeta instead of calling the CLI::
+
+    from l2l_omniglot import load_omniglot, resolve_config, train_and_evaluate
+    omniglot = load_omniglot("path/to/omniglot")
+    result = train_and_evaluate(resolve_config("fomaml", iterations=300), omniglot)
+"""
+from l2l_omniglot.config import RunConfig, resolve_config
+from l2l_omniglot.data import (TaskBatch, TaskSampler, download_omniglot, fixed_tasks, load_omniglot, make_split,
+                               phase_samplers)
+from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError
+from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
+from l2l_omniglot.models import ConvNet
+from l2l_omniglot.solvers import SOLVERS, Solver, make_solver
+from l2l_omniglot.training import Benchmark, train_and_evaluate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Benchmark", "ConfigError", "ConvNet", "DataError", "OmnimetaError", "PairedDifference", "RunConfig", "SOLVERS",
+    "Score", "Solver", "TaskBatch", "TaskSampler", "download_omniglot", "fixed_tasks", "load_omniglot",
+    "make_solver", "make_split", "per_task_accuracy", "phase_samplers", "resolve_config", "train_and_evaluate",
+]

@@ -1,0 +1,198 @@
+"""N-way K-shot tasks, built by learn2learn.
+
+A phase of a split (its characters) becomes a :class:`CharacterImages`
+dataset. learn2learn's ``MetaDataset`` indexes it by class, and a
+``TaskDataset`` with the transforms ``FusedNWaysKShots`` (N classes, K + Q
+images each), ``LoadData``, ``RemapLabels`` (task-local labels 0..N-1, in a
+random order) and ``ConsecutiveLabels`` describes and loads each task.
+``partition_task`` then cuts it into support and query.
+
+Tasks are a function of ``(seed, iteration, task index)`` alone: each task
+reseeds the ``random`` module that learn2learn's transforms draw from (and
+restores it afterwards). So the stream does not depend on how many tasks were
+drawn before, on the process or on resumption, and the validation and test
+lists are fixed for a seed: every solver is scored on the same tasks.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import Iterator, Optional
+
+import torch
+
+from l2l_omniglot._learn2learn import learn2learn as l2l
+from l2l_omniglot.data.images import to_float
+from l2l_omniglot.data.omniglot import IMAGES_PER_CHARACTER
+from l2l_omniglot.errors import ConfigError
+
+AUGMENTS = ("none", "rotate")
+ROTATIONS = 4  # 0, 90, 180 and 270 degrees
+
+
+class CharacterImages(torch.utils.data.Dataset):
+    """The images of some characters, as ``(float image [1, S, S], class)`` pairs.
+
+    Classes are ``0..C-1`` in the order of ``characters``. With
+    ``rotate=True`` each character's quarter-turns become classes of their own
+    (class ``4 * c + k`` is character ``c`` turned ``k`` times 90 degrees
+    counter-clockwise), the task augmentation of Santoro et al. (2016) used by
+    the MAML paper.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, characters, rotate: bool = False):
+        characters = torch.as_tensor(list(characters), dtype=torch.long)
+        position = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+        position[characters] = torch.arange(len(characters))
+        keep = position[labels] >= 0
+        self.images = to_float(images[keep])
+        self.labels = position[labels[keep]]
+        self.characters = characters
+        self.rotate = rotate
+        if rotate:
+            self.images = torch.cat([torch.rot90(self.images, k, dims=(-2, -1)) for k in range(ROTATIONS)])
+            self.labels = torch.cat([self.labels * ROTATIONS + k for k in range(ROTATIONS)])
+        self.num_classes = len(characters) * (ROTATIONS if rotate else 1)
+        order = torch.argsort(self.labels, stable=True)
+        counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
+        self.labels_to_indices = {c: idx.tolist() for c, idx in enumerate(torch.split(order, counts))}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index])
+
+
+@dataclass
+class TaskBatch:
+    """A stack of tasks with the same shape.
+
+    ``support_x`` is ``[tasks, ways * shots, 1, S, S]`` and ``support_y`` its
+    task-local labels, sorted (``shots`` images of class 0, then class 1, ...);
+    likewise ``query_x`` / ``query_y`` with ``queries`` per class.
+    ``classes[t, label]`` is the dataset class behind a local label, for
+    solvers that learn over all classes.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    classes: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    @property
+    def ways(self) -> int:
+        return self.classes.shape[1]
+
+    @property
+    def shots(self) -> int:
+        return self.support_y.shape[1] // self.ways
+
+    @property
+    def queries(self) -> int:
+        return self.query_y.shape[1] // self.ways
+
+    def __getitem__(self, index) -> "TaskBatch":
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return TaskBatch(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def to(self, device) -> "TaskBatch":
+        return TaskBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    def chunks(self, size: int) -> Iterator["TaskBatch"]:
+        for start in range(0, len(self), size):
+            yield self[start:start + size]
+
+    @staticmethod
+    def stack(tasks: list) -> "TaskBatch":
+        return TaskBatch(*(torch.cat([getattr(t, f.name) for t in tasks]) for f in fields(TaskBatch)))
+
+
+def check_task_shape(ways: int, shots: int, queries: int, available_classes: Optional[int] = None,
+                     phase: str = "split") -> None:
+    """Raise ConfigError naming the limit when a task cannot be built."""
+    if ways < 2:
+        raise ConfigError(f"--ways must be at least 2 (got {ways})")
+    if available_classes is not None and ways > available_classes:
+        raise ConfigError(f"--ways {ways} exceeds the {available_classes} classes of the {phase}; lower --ways")
+    if shots < 1:
+        raise ConfigError(f"--shots must be at least 1 (got {shots})")
+    if queries < 1:
+        raise ConfigError(f"--queries must be at least 1 (got {queries})")
+    if shots + queries > IMAGES_PER_CHARACTER:
+        raise ConfigError(
+            f"--shots + --queries must be at most {IMAGES_PER_CHARACTER}, the drawings per character "
+            f"(got {shots} + {queries})"
+        )
+
+
+class TaskSampler:
+    """Samples tasks of one shape from a :class:`CharacterImages` with learn2learn."""
+
+    def __init__(self, dataset: CharacterImages, ways: int, shots: int, queries: int, phase: str = "split"):
+        check_task_shape(ways, shots, queries, dataset.num_classes, phase)
+        self.dataset = dataset
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.meta = l2l.data.MetaDataset(dataset, labels_to_indices=dataset.labels_to_indices)
+        transforms = [
+            l2l.data.transforms.FusedNWaysKShots(self.meta, n=ways, k=shots + queries),
+            l2l.data.transforms.LoadData(self.meta),
+            l2l.data.transforms.RemapLabels(self.meta),
+            l2l.data.transforms.ConsecutiveLabels(self.meta),
+        ]
+        self.taskset = l2l.data.TaskDataset(self.meta, task_transforms=transforms, num_tasks=-1)
+
+    def _one_task(self) -> TaskBatch:
+        description = self.taskset.sample_task_description()
+        x, y = self.taskset.get_task(description)
+        classes = torch.empty(self.ways, dtype=torch.long)
+        for item, label in zip(description, y.tolist()):
+            classes[label] = self.meta.indices_to_labels[item.index]
+        (sx, sy), (qx, qy) = l2l.data.utils.partition_task(x, y, shots=self.shots)
+        return TaskBatch(sx[None], sy[None], qx[None], qy[None], classes[None])
+
+    def sample(self, seed: int, iteration: int, count: int, first: int = 0) -> TaskBatch:
+        """Tasks ``first .. first + count - 1`` of ``iteration`` in the stream of ``seed``."""
+        outer_state = random.getstate()
+        try:
+            tasks = []
+            for index in range(first, first + count):
+                random.seed(f"omnimeta:{seed}:{iteration}:{index}")
+                tasks.append(self._one_task())
+        finally:
+            random.setstate(outer_state)
+        return TaskBatch.stack(tasks)
+
+
+#: Iteration numbers reserved for the fixed evaluation lists.
+VALIDATION_STREAM = -1
+TEST_STREAM = -2
+#: The evaluation lists do not depend on a run's training seed, so runs with
+#: different seeds (and different solvers) are scored on the same tasks.
+EVALUATION_SEED = 0
+
+
+def fixed_tasks(sampler: TaskSampler, count: int, stream: int, seed: int = EVALUATION_SEED) -> TaskBatch:
+    """A fixed list of ``count`` tasks: the first ``count`` of ``stream``, the same for every solver."""
+    if count < 1:
+        raise ConfigError(f"the number of evaluation tasks must be at least 1 (got {count})")
+    return sampler.sample(seed, stream, count)
+
+
+def phase_samplers(omniglot, split, ways: int, shots: int, queries: int, augment: str = "none",
+                   phases=("train", "val", "test")) -> dict:
+    """One :class:`TaskSampler` per phase of ``split``; ``augment`` applies to meta-train only."""
+    if augment not in AUGMENTS:
+        raise ConfigError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
+    images, labels = omniglot.all_images()
+    samplers = {}
+    for phase in phases:
+        rotate = augment == "rotate" and phase == "train"
+        dataset = CharacterImages(images, labels, split.phase(phase), rotate=rotate)
+        samplers[phase] = TaskSampler(dataset, ways, shots, queries, phase=f"{split.name} {phase} phase")
+    return samplers

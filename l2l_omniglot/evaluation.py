@@ -1,0 +1,60 @@
+"""Scores over fixed tasks: accuracy per task, its mean and 95% confidence interval.
+
+The interval is the normal approximation over tasks, ``1.96 * sd / sqrt(n)``,
+as reported in the few-shot literature. Two solvers scored on the same tasks
+are compared by the paired difference of their per-task accuracies.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from l2l_omniglot.data.tasks import TaskBatch
+
+Z_95 = 1.959964
+
+
+@dataclass
+class Score:
+    accuracy: float
+    ci95: float
+    tasks: int
+
+    @staticmethod
+    def of(per_task: torch.Tensor) -> "Score":
+        per_task = per_task.double()
+        n = per_task.numel()
+        spread = per_task.std(unbiased=True).item() if n > 1 else 0.0
+        return Score(per_task.mean().item(), Z_95 * spread / math.sqrt(n), n)
+
+
+def per_task_accuracy(solver, tasks: TaskBatch, chunk: int = 50,
+                      progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """The query accuracy of ``solver`` on each task, in task order."""
+    scores = []
+    for part in tasks.chunks(chunk):
+        predicted = solver.predict(part)
+        scores.append((predicted == part.query_y.cpu()).double().mean(dim=1))
+        if progress is not None:
+            progress(len(part))
+    return torch.cat(scores)
+
+
+@dataclass
+class PairedDifference:
+    """``mean`` of (a - b) over the same tasks, with its 95% interval; significant when it excludes 0."""
+
+    mean: float
+    ci95: float
+
+    @property
+    def significant(self) -> bool:
+        return abs(self.mean) > self.ci95
+
+    @staticmethod
+    def of(a: torch.Tensor, b: torch.Tensor) -> "PairedDifference":
+        score = Score.of(a.double() - b.double())
+        return PairedDifference(score.accuracy, score.ci95)

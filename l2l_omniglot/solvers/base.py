@@ -1,0 +1,72 @@
+"""The one interface every solver meets.
+
+A solver is one step, never a loop: the training loop
+(:mod:`l2l_omniglot.training`) hands it batches of tasks, and the evaluation
+(:mod:`l2l_omniglot.evaluation`) hands it fixed test tasks. To add a solver,
+write a class that meets :class:`Solver` in a new file under
+``l2l_omniglot/solvers/`` and add one line to the registry in
+``l2l_omniglot/solvers/__init__.py`` (see ``docs/solvers.md``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+import torch
+
+from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.errors import ConfigError
+
+
+@dataclass
+class StepStats:
+    """What one meta-training step reports: mean query loss and accuracy over its tasks."""
+
+    loss: float
+    accuracy: float
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """Meta-train on batches of tasks; adapt to a support set and predict its queries.
+
+    ``__init__(config, num_train_classes, device)`` builds the solver;
+    ``num_train_classes`` is the number of classes in the meta-train phase
+    (after augmentation), for solvers that learn over all of them.
+    """
+
+    name: ClassVar[str]
+    #: The solver's own defaults, over :class:`~l2l_omniglot.config.RunConfig`'s.
+    defaults: ClassVar[dict]
+
+    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
+        """Take one optimisation step on a meta-batch of tasks."""
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        """Adapt to each task's support set and return its query labels, ``[tasks, ways * queries]``.
+
+        Must leave the solver's meta-trained state unchanged.
+        """
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: tensors and plain data only."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def build_optimizer(parameters, config: RunConfig) -> torch.optim.Optimizer:
+    """The meta-optimizer every solver uses: Adam at ``config.meta_lr``."""
+    return torch.optim.Adam(parameters, lr=config.meta_lr)
+
+
+def check_ways(head_ways: int, task_ways: int) -> None:
+    """A model with an N-way head can only answer N-way tasks."""
+    if head_ways != task_ways:
+        raise ConfigError(f"this model has a {head_ways}-way head and cannot answer {task_ways}-way tasks; "
+                          f"evaluate it with {head_ways} ways or train a {task_ways}-way model")
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(dim=-1) == labels).float().mean().item()

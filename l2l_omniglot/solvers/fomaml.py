@@ -1,0 +1,23 @@
+"""First-order MAML: MAML without the second derivatives.
+
+Finn et al. (2017, section 5.2) observed that dropping the terms that come
+from differentiating through the inner gradient step costs little accuracy
+and saves the memory and time of a second backward pass. With learn2learn this
+is the ``first_order=True`` flag of ``MAML``; everything else is
+:class:`~l2l_omniglot.solvers.maml.MAMLSolver`.
+
+Example::
+
+    omnimeta run --solver fomaml
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from l2l_omniglot.solvers.maml import MAMLSolver
+
+
+class FOMAMLSolver(MAMLSolver):
+    name: ClassVar[str] = "fomaml"
+    first_order: ClassVar[bool] = True
+    defaults: ClassVar[dict] = {"iterations": 1500}

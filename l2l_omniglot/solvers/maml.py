@@ -1,0 +1,100 @@
+"""MAML (Finn, Abbeel and Levine, ICML 2017) on learn2learn's ``MAML`` wrapper.
+
+The idea: learn an initialisation from which a few gradient steps on a new
+task's support set give a good classifier for its queries. Per task, the
+wrapper's ``clone()`` copies the network into the autograd graph, ``adapt()``
+takes ``train_inner_steps`` SGD steps at ``inner_lr`` on the support loss, and
+the adapted network's query loss is back-propagated to the initialisation.
+The query losses are averaged over the meta-batch, and Adam (``meta_lr``)
+updates the initialisation.
+
+``MAMLSolver`` differentiates through the inner steps (second order).
+:class:`~l2l_omniglot.solvers.fomaml.FOMAMLSolver` sets ``first_order`` and
+drops those second derivatives, which is cheaper and nearly as good.
+
+At test time every task adapts its own clone for ``test_inner_steps`` steps;
+the meta-learned initialisation is never changed.
+
+Example::
+
+    from l2l_omniglot import RunConfig, make_solver
+    solver = make_solver(RunConfig(solver="maml"), num_train_classes=768)
+    stats = solver.meta_train_step(tasks)     # tasks: a TaskBatch
+    labels = solver.predict(tasks)
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from l2l_omniglot._learn2learn import learn2learn as l2l
+from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.models import ConvNet
+from l2l_omniglot.solvers.base import StepStats, accuracy, build_optimizer, check_ways
+
+
+class MAMLSolver:
+    name: ClassVar[str] = "maml"
+    first_order: ClassVar[bool] = False
+    defaults: ClassVar[dict] = {"iterations": 3000}
+
+    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.model = ConvNet(config.ways, image_size=config.image_size).to(self.device)
+        self.maml = l2l.algorithms.MAML(self.model, lr=config.inner_lr, first_order=self.first_order)
+        meta_parameters = list(self.model.parameters())
+        if config.zero_head:
+            # Task labels are a random permutation, so no learned head start can favour a class; a zero
+            # head that each task adapts from scratch removes that noise (Kao et al., ICLR 2022).
+            torch.nn.init.zeros_(self.model.head.weight)
+            torch.nn.init.zeros_(self.model.head.bias)
+            meta_parameters = list(self.model.features.parameters())
+        self.optimizer = build_optimizer(meta_parameters, config)
+
+    def _adapted(self, support_x, support_y, steps: int, first_order: bool):
+        learner = self.maml.clone(first_order=first_order)
+        for _ in range(steps):
+            learner.adapt(F.cross_entropy(learner(support_x), support_y))
+        return learner
+
+    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = self.accumulate_meta_gradient(tasks)
+        self.optimizer.step()
+        return stats
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the parameters' ``.grad``."""
+        tasks = tasks.to(self.device)
+        total_loss = total_accuracy = 0.0
+        for t in range(len(tasks)):
+            learner = self._adapted(tasks.support_x[t], tasks.support_y[t], self.config.train_inner_steps,
+                                    self.first_order)
+            logits = learner(tasks.query_x[t])
+            loss = F.cross_entropy(logits, tasks.query_y[t])
+            (loss / len(tasks)).backward()
+            total_loss += loss.item()
+            total_accuracy += accuracy(logits, tasks.query_y[t])
+        return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        check_ways(self.config.ways, tasks.ways)
+        tasks = tasks.to(self.device)
+        predictions = []
+        for t in range(len(tasks)):
+            # First order here: nothing is back-propagated at test time, so no graph is kept.
+            learner = self._adapted(tasks.support_x[t], tasks.support_y[t], self.config.test_inner_steps, True)
+            with torch.no_grad():
+                predictions.append(learner(tasks.query_x[t]).argmax(dim=-1))
+        return torch.stack(predictions).cpu()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,289 @@
+"""The meta-training loop: tasks in, a validated solver and a test score out.
+
+:func:`train_and_evaluate` is what ``omnimeta run`` calls, and what an
+importing user calls::
+
+    from l2l_omniglot import load_omniglot, resolve_config, train_and_evaluate
+    config = resolve_config("fomaml", iterations=200)
+    result = train_and_evaluate(config, load_omniglot("path/to/omniglot"), out_dir="runs/demo")
+    print(result["test_accuracy"], result["test_ci95"])
+
+Each iteration draws task batch ``iteration`` of the seed's stream (see
+:mod:`l2l_omniglot.data.tasks`) and asks the solver for one step. Every
+``val_every`` iterations the solver is scored on the fixed validation tasks,
+and the best state so far is kept (and written to ``checkpoint.pt``). At the
+end that best state is scored on the fixed test tasks.
+
+Every ``checkpoint_every`` iterations, and on Ctrl-C, the whole loop state
+(solver, optimizer, iteration, best state, random generators) goes to
+``state.pt``; :meth:`Trainer.resume` continues from it and ends with the
+same numbers as a run that was never stopped.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from l2l_omniglot.atomic import write_json, write_text
+from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
+from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.splits import make_split
+from l2l_omniglot.data.tasks import TEST_STREAM, VALIDATION_STREAM, fixed_tasks, phase_samplers
+from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.evaluation import Score, per_task_accuracy
+from l2l_omniglot.solvers import make_solver
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
+
+
+class NumericalError(OmnimetaError):
+    """The loss stopped being a finite number."""
+
+
+class Interrupted(OmnimetaError):
+    """The user stopped the run; its state was saved."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every generator's state, as tensors and plain data (checkpoint-safe)."""
+    version, internal, gauss = random.getstate()
+    _, keys, position, has_gauss, cached = np.random.get_state()
+    return {"python": torch.tensor(internal, dtype=torch.int64), "python_version": version, "python_gauss": gauss,
+            "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_position": int(position),
+            "numpy_gauss": [int(has_gauss), float(cached)], "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    has_gauss, cached = state["numpy_gauss"]
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_position"],
+                         has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+
+
+def check_out_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse, before any work, a run folder that is a file, unwritable or holds another run."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a folder path")
+    if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not force:
+        raise ConfigError(f"--out {out_dir} already holds a run; choose another folder, --resume it, or add --force")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir} is not writable; choose another folder")
+
+
+def prepare_out_dir(out_dir: Path, force: bool = False) -> Path:
+    """Check the run folder (see :func:`check_out_dir`) and create it."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, force)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir} cannot be created ({error.strerror}); choose another folder")
+    return out_dir
+
+
+@dataclass
+class Benchmark:
+    """The task samplers and fixed evaluation tasks a config asks for."""
+
+    samplers: dict
+    val_tasks: object
+    test_tasks: object
+
+    @staticmethod
+    def build(config: RunConfig, omniglot, phases=("train", "val", "test")) -> "Benchmark":
+        split = make_split(config.split, omniglot)
+        samplers = phase_samplers(omniglot, split, config.ways, config.shots, config.queries, config.augment, phases)
+        val = fixed_tasks(samplers["val"], config.val_tasks, VALIDATION_STREAM) if "val" in samplers else None
+        test = fixed_tasks(samplers["test"], config.eval_tasks, TEST_STREAM) if "test" in samplers else None
+        return Benchmark(samplers, val, test)
+
+    @property
+    def num_train_classes(self) -> int:
+        return self.samplers["train"].dataset.num_classes
+
+
+def _no_op(*_args, **_kwargs):
+    return None
+
+
+class Trainer:
+    """One run: built (and checked) up front, then :meth:`run` trains, validates and tests.
+
+    Building does all the checking, so a bad option fails before any file is
+    written or any progress bar is drawn.
+    """
+
+    def __init__(self, config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
+                 checkpoint_every: int = 100):
+        self.config = config.validate()
+        if checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be at least 1 (got {checkpoint_every})")
+        self.checkpoint_every = checkpoint_every
+        self.device = resolve_device(config.device)
+        if out_dir is not None:
+            check_out_dir(out_dir, force)
+        seed_everything(config.seed)
+        self.benchmark = Benchmark.build(config, omniglot)
+        self.solver = make_solver(config, self.benchmark.num_train_classes, self.device)
+        self.iteration = 0
+        self.elapsed = 0.0
+        self.step_seconds = 0.0
+        self.best = {"val_accuracy": -1.0, "iteration": 0, "state": None}
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.force = force
+
+    # -- resumable state -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"iteration": self.iteration, "elapsed": self.elapsed, "step_seconds": self.step_seconds,
+                "best": self.best, "rng": rng_state()}
+
+    def save_state(self) -> None:
+        if self.out_dir is not None:
+            save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(), trainer=self.state())
+
+    @classmethod
+    def resume(cls, out_dir: Path, omniglot) -> "Trainer":
+        """Continue the run in ``out_dir`` from its last saved state, with its own config."""
+        out_dir = Path(out_dir)
+        if not (out_dir / "state.pt").is_file():
+            raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
+        config, payload = load_checkpoint(out_dir / "state.pt")
+        trainer = cls(config, omniglot, out_dir=None)
+        trainer.out_dir = out_dir
+        trainer.solver.load_state_dict(payload["solver"])
+        saved = payload["trainer"]
+        trainer.iteration, trainer.elapsed, trainer.step_seconds = saved["iteration"], saved["elapsed"], saved[
+            "step_seconds"]
+        trainer.best = saved["best"]
+        set_rng_state(saved["rng"])
+        metrics = out_dir / "metrics.jsonl"
+        kept = [line for line in (metrics.read_text().splitlines() if metrics.exists() else [])
+                if line.strip() and json.loads(line)["iteration"] <= trainer.iteration]
+        write_text(metrics, "".join(line + "\n" for line in kept))
+        return trainer
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def _start_out_dir(self) -> None:
+        prepare_out_dir(self.out_dir, self.force)
+        for stale in ("checkpoint.pt", "result.json", "state.pt"):
+            (self.out_dir / stale).unlink(missing_ok=True)
+        write_json(self.out_dir / "config.json", self.config.to_dict())
+        write_text(self.out_dir / "metrics.jsonl", "")
+
+    def run(self, on_step: Callable = _no_op, on_validation: Callable = _no_op, on_eval_start: Callable = _no_op,
+            on_eval_progress: Callable = _no_op) -> dict:
+        """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict.
+
+        Callbacks (all optional): ``on_step(iteration, stats, seconds)``,
+        ``on_validation(iteration, score)``, ``on_eval_start(tasks)`` and
+        ``on_eval_progress(done)``.
+        """
+        config, out_dir = self.config, self.out_dir
+        if out_dir is not None and self.iteration == 0:
+            self._start_out_dir()
+        train_sampler = self.benchmark.samplers["train"]
+        start = time.perf_counter() - self.elapsed
+        try:
+            while self.iteration < config.iterations:
+                iteration = self.iteration + 1
+                tasks = train_sampler.sample(config.seed, iteration, config.meta_batch)
+                step_start = time.perf_counter()
+                stats = self.solver.meta_train_step(tasks)
+                self.step_seconds += time.perf_counter() - step_start
+                if not math.isfinite(stats.loss):
+                    kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
+                    raise NumericalError(
+                        f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are "
+                        f"likely too high (--meta-lr {config.meta_lr}, --inner-lr {config.inner_lr}): lower them "
+                        f"and rerun.{kept}")
+                record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
+                on_step(iteration, stats, time.perf_counter() - start)
+                if iteration % config.val_every == 0 or iteration == config.iterations:
+                    score = Score.of(per_task_accuracy(self.solver, self.benchmark.val_tasks))
+                    record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
+                    on_validation(iteration, score)
+                    if score.accuracy > self.best["val_accuracy"]:
+                        self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
+                                     "state": copy.deepcopy(self.solver.state_dict())}
+                        if out_dir is not None:
+                            save_checkpoint(out_dir / "checkpoint.pt", config, self.best["state"],
+                                            iteration=iteration, val_accuracy=score.accuracy)
+                self.iteration = iteration
+                self.elapsed = time.perf_counter() - start
+                record["seconds"] = round(self.elapsed, 3)
+                if out_dir is not None:
+                    with open(out_dir / "metrics.jsonl", "a") as metrics:
+                        metrics.write(json.dumps(record) + "\n")
+                    if iteration % self.checkpoint_every == 0:
+                        self.save_state()
+        except KeyboardInterrupt:
+            if out_dir is None:
+                raise
+            self.save_state()
+            raise Interrupted(f"interrupted at iteration {self.iteration}; the state is saved. "
+                              f"Continue with: omnimeta run --resume {out_dir}") from None
+        self.save_state()
+        return self._test(on_eval_start, on_eval_progress)
+
+    def _test(self, on_eval_start, on_eval_progress) -> dict:
+        config = self.config
+        self.solver.load_state_dict(self.best["state"])
+        on_eval_start(len(self.benchmark.test_tasks))
+        eval_start = time.perf_counter()
+        test = Score.of(per_task_accuracy(self.solver, self.benchmark.test_tasks, progress=on_eval_progress))
+        result = {
+            "solver": config.solver,
+            "transfer_mode": config.transfer_mode if config.solver == "transfer" else None,
+            "ways": config.ways,
+            "shots": config.shots,
+            "split": config.split,
+            "augment": config.augment,
+            "seed": config.seed,
+            "device": str(self.device),
+            "iterations": config.iterations,
+            "best_iteration": self.best["iteration"],
+            "train_seconds": round(self.elapsed, 3),
+            "step_seconds": round(self.step_seconds, 3),
+            "iterations_per_second": round(config.iterations / max(self.step_seconds, 1e-9), 3),
+            "eval_seconds": round(time.perf_counter() - eval_start, 3),
+            "val_accuracy": self.best["val_accuracy"],
+            "test_accuracy": test.accuracy,
+            "test_ci95": test.ci95,
+            "test_tasks": test.tasks,
+        }
+        if self.out_dir is not None:
+            write_json(self.out_dir / "result.json", result)
+        return result
+
+
+def train_and_evaluate(config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
+                       **callbacks) -> dict:
+    """Meta-train ``config.solver``, keep the best validated state, score it on the test tasks."""
+    return Trainer(config, omniglot, out_dir, force).run(**callbacks)

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from l2l_omniglot.data.tasks import TEST_STREAM, CharacterImages, TaskSampler, fixed_tasks, phase_samplers
+from l2l_omniglot.errors import ConfigError
+
+
+@pytest.mark.parametrize("ways,shots,queries", [(5, 1, 5), (20, 5, 15)])
+def test_task_shapes_and_labels(omniglot, lake_split, ways, shots, queries):
+    sampler = phase_samplers(omniglot, lake_split, ways, shots, queries, phases=("test",))["test"]
+    tasks = sampler.sample(seed=0, iteration=1, count=3)
+    assert tasks.support_x.shape == (3, ways * shots, 1, 28, 28)
+    assert tasks.query_x.shape == (3, ways * queries, 1, 28, 28)
+    expected_support = torch.arange(ways).repeat_interleave(shots)
+    expected_query = torch.arange(ways).repeat_interleave(queries)
+    for t in range(3):
+        assert torch.equal(tasks.support_y[t], expected_support)
+        assert torch.equal(tasks.query_y[t], expected_query)
+        assert len(set(tasks.classes[t].tolist())) == ways
+    # Every image of a local class really is a drawing of the class behind it.
+    dataset = sampler.dataset
+    for t in range(3):
+        for label in range(ways):
+            images = torch.cat([tasks.support_x[t][tasks.support_y[t] == label],
+                                tasks.query_x[t][tasks.query_y[t] == label]])
+            of_class = dataset.images[dataset.labels == tasks.classes[t, label]]
+            for image in images:
+                assert (of_class == image).flatten(1).all(dim=1).any()
+
+
+def test_same_seed_gives_the_same_tasks_and_other_seeds_do_not(omniglot, lake_split):
+    sampler = phase_samplers(omniglot, lake_split, 5, 1, 1, phases=("train",))["train"]
+    first = sampler.sample(seed=3, iteration=7, count=4)
+    again = sampler.sample(seed=3, iteration=7, count=4)
+    other = sampler.sample(seed=4, iteration=7, count=4)
+    assert torch.equal(first.support_x, again.support_x) and torch.equal(first.classes, again.classes)
+    assert not torch.equal(first.classes, other.classes)
+    # A task is a function of its index, not of what was drawn before it.
+    assert torch.equal(sampler.sample(seed=3, iteration=7, count=2, first=2).classes, first.classes[2:])
+
+
+def test_fixed_test_tasks_are_the_same_for_every_sampler(omniglot, lake_split):
+    a = phase_samplers(omniglot, lake_split, 5, 1, 5, phases=("test",))["test"]
+    b = phase_samplers(omniglot, lake_split, 5, 1, 5, phases=("test",))["test"]
+    assert torch.equal(fixed_tasks(a, 20, TEST_STREAM).query_x, fixed_tasks(b, 20, TEST_STREAM).query_x)
+
+
+def test_rotation_makes_quarter_turns_classes_of_their_own(omniglot):
+    images, labels = omniglot.all_images()
+    plain = CharacterImages(images, labels, [0, 1])
+    rotated = CharacterImages(images, labels, [0, 1], rotate=True)
+    assert plain.num_classes == 2 and rotated.num_classes == 8
+    first = plain.images[plain.labels == 1][0]
+    for k in range(4):
+        turned = rotated.images[rotated.labels == 4 * 1 + k][0]
+        assert torch.equal(turned, torch.rot90(first, k, dims=(-2, -1)))
+    assert not torch.equal(rotated.images[rotated.labels == 5][0], first)
+
+
+def test_rotation_applies_to_meta_train_only(omniglot, lake_split):
+    samplers = phase_samplers(omniglot, lake_split, 5, 1, 1, augment="rotate")
+    assert samplers["train"].dataset.num_classes == 4 * len(lake_split.train)
+    assert samplers["val"].dataset.num_classes == len(lake_split.val)
+    assert samplers["test"].dataset.num_classes == len(lake_split.test)
+
+
+@pytest.mark.parametrize("ways,shots,queries,message", [
+    (1, 1, 1, "--ways must be at least 2"),
+    (700, 1, 1, "exceeds the 659 classes"),
+    (5, 0, 1, "--shots must be at least 1"),
+    (5, 10, 11, "at most 20"),
+])
+def test_impossible_tasks_name_the_limit(omniglot, lake_split, ways, shots, queries, message):
+    with pytest.raises(ConfigError, match=message):
+        phase_samplers(omniglot, lake_split, ways, shots, queries, phases=("test",))

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from l2l_omniglot.evaluation import Score, per_task_accuracy
+from l2l_omniglot.solvers import make_solver
+from l2l_omniglot.solvers.transfer import imprinted_head
+from tests.solvers.conftest import small_config, snapshot, train
+
+
+@pytest.fixture(scope="module")
+def pretrained(samplers):
+    torch.manual_seed(0)
+    solver = make_solver(small_config("transfer"), samplers["train"].dataset.num_classes)
+    train(solver, samplers["train"], 60)
+    return solver
+
+
+def test_classes_mode_learns_transferable_features(pretrained, val_tasks):
+    assert Score.of(per_task_accuracy(pretrained, val_tasks)).accuracy > 0.6
+
+
+def test_evaluating_transfer_leaves_its_weights_untouched(pretrained, test_tasks):
+    before = snapshot(pretrained.model)
+    pretrained.predict(test_tasks)
+    after = snapshot(pretrained.model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_imprinted_head_classifies_its_own_support_set():
+    features = torch.randn(5, 64)
+    head = imprinted_head(features, torch.arange(5), ways=5, scale=10.0)
+    assert torch.equal(head(features).argmax(dim=1), torch.arange(5))
+
+
+def test_tasks_mode_trains_on_task_local_labels(samplers, val_tasks):
+    torch.manual_seed(0)
+    solver = make_solver(small_config("transfer", transfer_mode="tasks", inner_lr=0.4, test_inner_steps=5), 0)
+    assert solver.model.head.out_features == 5
+    stats = train(solver, samplers["train"], 20)
+    assert 0.0 <= stats.accuracy <= 1.0
+    accuracy = Score.of(per_task_accuracy(solver, val_tasks)).accuracy
+    assert 0.2 < accuracy < 0.95
