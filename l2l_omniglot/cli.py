@@ -24,9 +24,15 @@ from l2l_omniglot.data.tasks import AUGMENTS
 from l2l_omniglot.errors import OmnimetaError
 from l2l_omniglot.solvers import SOLVERS
 from l2l_omniglot.solvers.transfer import TRANSFER_MODES
-from l2l_omniglot.training import Trainer
+from l2l_omniglot.training import Interrupted, Trainer
 
 console = Console(stderr=True)
+
+
+def stdout_console() -> Console:
+    """Tables go to stdout; when that is a file or a pipe, don't squeeze them into 80 columns."""
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
 
 
 class OneLineErrors(click.Group):
@@ -38,6 +44,9 @@ class OneLineErrors(click.Group):
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
+        except Interrupted as error:
+            click.echo(str(error), err=True)
+            sys.exit(130)
         except OmnimetaError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2)
@@ -113,7 +122,7 @@ def data_info(data_root, download, as_json):
     if as_json:
         emit_json(info)
         return
-    out = Console()
+    out = stdout_console()
     table = Table(title=f"Omniglot at {omniglot.root}")
     for column in ("set", "alphabets", "characters", "images"):
         table.add_column(column, justify="left" if column == "set" else "right")
@@ -217,24 +226,196 @@ def result_table(rows: list, title: str) -> Table:
 @run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Run folder. [default: runs/<solver>-<date>-<time>]")
-@click.option("--force", is_flag=True, help="Allow writing into a folder that already holds a run.")
+@click.option("--force", is_flag=True, help="Allow writing into a folder that already holds a run (replacing it).")
+@click.option("--checkpoint-every", type=int, default=100, show_default=True,
+              help="Save the resumable state (state.pt) every N iterations.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+              help="Continue the run in this folder from its saved state, with its own config.")
 @json_option
-def run(solver, out_dir, force, as_json, data_root, download, **training):
+def run(solver, out_dir, force, checkpoint_every, resume_dir, as_json, data_root, download, **training):
     """Meta-train a solver, keep its best validated state and score it on the fixed test tasks.
 
-    The run folder gets config.json, metrics.jsonl, checkpoint.pt and result.json.
+    The run folder gets config.json, metrics.jsonl, checkpoint.pt (best validated
+    state), state.pt (resumable) and result.json. A run stopped by Ctrl-C or a
+    crash continues with --resume RUN_DIR and ends with the same numbers.
     """
-    config = resolve_config(solver, **{k: training[k] for k in TRAINING_KEYS})
-    omniglot = open_omniglot(data_root, download)
-    out_dir = out_dir or default_out_dir(solver)
-    trainer = Trainer(config, omniglot, out_dir, force)
+    if resume_dir is not None:
+        given = [k for k in TRAINING_KEYS if training[k] is not None]
+        if given or out_dir is not None:
+            options = ", ".join("--" + k.replace("_", "-") for k in given + (["out"] if out_dir else []))
+            raise click.UsageError(f"--resume continues with the run's own config; drop {options}")
+        omniglot = open_omniglot(data_root, download)
+        trainer = Trainer.resume(resume_dir, omniglot, checkpoint_every)
+        out_dir = resume_dir
+    else:
+        config = resolve_config(solver, **{k: training[k] for k in TRAINING_KEYS})
+        omniglot = open_omniglot(data_root, download)
+        out_dir = out_dir or default_out_dir(solver)
+        trainer = Trainer(config, omniglot, out_dir, force, checkpoint_every)
     result = train_with_progress(trainer)
+    config = trainer.config
     if as_json:
         emit_json(result)
         return
-    Console().print(result_table([result], f"{config.ways}-way {config.shots}-shot, {config.split} split, "
+    stdout_console().print(result_table([result], f"{config.ways}-way {config.shots}-shot, {config.split} split, "
                                            f"meta-test on {result['test_tasks']} fixed tasks"))
-    Console().print(f"run saved in {out_dir}")
+    stdout_console().print(f"run saved in {out_dir}")
+
+
+def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
+    from l2l_omniglot.compare import score_runs
+
+    with progress_bar() as progress:
+        task = progress.add_task("score on the fixed test tasks", total=None)
+        return score_runs(run_dirs, omniglot, eval_tasks, device, lambda done: progress.advance(task, done))
+
+
+@cli.command()
+@click.option("--solvers", default="transfer,fomaml,maml", show_default=True,
+              help="Comma-separated solvers to train with the same seed, data and budget.")
+@click.option("--runs", "run_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A finished run folder to include instead of training (repeatable).")
+@run_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for compare.json/.csv/.md, curves.png and the trained runs.")
+@click.option("--force", is_flag=True, help="Allow replacing an earlier comparison in --out.")
+@json_option
+def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **training):
+    """Train solvers on the same budget (or load --runs) and score them on the same test tasks.
+
+    Prints one table (with each solver's paired difference to the best) and writes
+    compare.json, compare.csv, compare.md and curves.png to --out.
+    """
+    from l2l_omniglot.compare import compare_rows, curves, train_isolated
+    from l2l_omniglot.reporting import compare_table, write_compare_files
+    from l2l_omniglot.training import check_out_dir
+
+    names = [name.strip() for name in solvers.split(",") if name.strip()] if not run_dirs else []
+    for name in names:
+        if name not in SOLVERS:
+            raise click.BadParameter(f"unknown solver {name!r}; use some of {', '.join(SOLVERS)}",
+                                     param_hint="--solvers")
+    if (out_dir / "compare.json").exists() and not force:
+        raise click.UsageError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
+    configs = [resolve_config(name, **{k: training[k] for k in TRAINING_KEYS}) for name in names]
+    for config in configs:
+        check_out_dir(out_dir / config.solver, force)
+    omniglot = open_omniglot(data_root, download)
+    trained = []
+    for config in configs:
+        run_dir = out_dir / config.solver
+        with progress_bar() as progress:
+            task = progress.add_task(f"meta-train {config.solver}", total=config.iterations)
+            train_isolated(config, data_root, run_dir, lambda done: progress.update(task, completed=done))
+        trained.append(run_dir)
+    all_runs = trained + list(run_dirs)
+    if not all_runs:
+        raise click.UsageError("nothing to compare: give --solvers or --runs")
+    scored = scores_with_progress(all_runs, omniglot, training["eval_tasks"])
+    rows = compare_rows(scored)
+    reference = scored[0].config
+    title = (f"{reference.ways}-way {reference.shots}-shot, {reference.split} split, "
+             f"{rows[0]['test_tasks']} fixed test tasks")
+    files = write_compare_files(out_dir, rows, title, {run.label: curves(run.run_dir) for run in scored})
+    if as_json:
+        emit_json({"title": title, "rows": rows})
+        return
+    stdout_console().print(compare_table(rows, title))
+    stdout_console().print("wrote " + ", ".join(str(f) for f in files))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--eval-tasks", type=int, default=None, help="Fixed test tasks. [default: the run's]")
+@click.option("--shots", type=int, default=None, help="Support images per class. [default: the run's]")
+@click.option("--benchmark", type=click.Choice(["tasks", "lake20"]), default="tasks", show_default=True,
+              help="tasks: the fixed test tasks; lake20: Lake's 20-way one-shot runs (all_runs.zip).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@data_root_option
+@json_option
+def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
+    """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
+    from l2l_omniglot.compare import load_solver
+    from l2l_omniglot.data.testsets import read_lake_runs
+    from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR, Score, per_task_accuracy
+    from l2l_omniglot.training import Benchmark
+
+    omniglot = open_omniglot(data_root)
+    config, solver = load_solver(run_dir, device, omniglot)
+    if benchmark == "lake20":
+        runs = read_lake_runs(resolve_root(data_root) / "all_runs.zip", config.image_size)
+        per_run = per_task_accuracy(solver, runs.tasks)
+        errors = {name: 1.0 - float(acc) for name, acc in zip(runs.names, per_run)}
+        report = {"benchmark": "lake20", "per_run_error": errors, "error": 1.0 - float(per_run.mean()),
+                  "human_error": HUMAN_LAKE20_ERROR, "runs": len(errors)}
+        if as_json:
+            emit_json(report)
+            return
+        table = Table(title=f"Lake's 20-way one-shot runs: {config.solver} ({run_dir})")
+        table.add_column("run")
+        table.add_column("error", justify="right")
+        for name, error in errors.items():
+            table.add_row(name, f"{error:.1%}")
+        table.add_row("[bold]overall", f"[bold]{report['error']:.1%}")
+        table.add_row("human (Lake et al. 2015)", f"{HUMAN_LAKE20_ERROR:.1%}")
+        stdout_console().print(table)
+        return
+    shape = RunConfig.from_dict({**config.to_dict(), "shots": shots or config.shots,
+                                 "eval_tasks": eval_tasks or config.eval_tasks})
+    shape.validate()
+    tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
+    with progress_bar() as progress:
+        task = progress.add_task("evaluate", total=len(tasks))
+        score = Score.of(per_task_accuracy(solver, tasks, progress=lambda done: progress.advance(task, done)))
+    report = {"solver": config.solver, "ways": shape.ways, "shots": shape.shots, "split": shape.split,
+              "test_accuracy": score.accuracy, "test_ci95": score.ci95, "test_tasks": score.tasks}
+    if as_json:
+        emit_json(report)
+        return
+    stdout_console().print(f"{config.solver} on {score.tasks} fixed {shape.ways}-way {shape.shots}-shot test tasks: "
+                    f"[bold]{score.accuracy:.4f} ± {score.ci95:.4f}[/bold] (95% CI)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("test_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The submission CSV to write.")
+@click.option("--answers", type=click.Path(path_type=Path), default=None,
+              help="An id,class CSV of the right answers; prints the accuracy.")
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@data_root_option
+@json_option
+def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
+    """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""
+    from l2l_omniglot.compare import load_solver
+    from l2l_omniglot.data.testsets import read_answers, read_hw15_folder, write_submission
+
+    if output.exists() and not force:
+        raise click.UsageError(f"{output} exists; choose another -o path or add --force")
+    config, _ = load_checkpoint_config(run_dir)
+    tasks = read_hw15_folder(test_dir, config.image_size)
+    expected = read_answers(answers) if answers else None
+    if expected is not None and len(expected) != tasks.query_y.numel():
+        raise click.UsageError(f"{answers} has {len(expected)} answers for {tasks.query_y.numel()} queries")
+    omniglot = open_omniglot(data_root) if config.solver == "transfer" and config.transfer_mode == "classes" else None
+    _, solver = load_solver(run_dir, device, omniglot)
+    predictions = solver.predict(tasks)
+    rows = write_submission(output, predictions)
+    accuracy = None
+    if expected is not None:
+        accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows)
+    if as_json:
+        emit_json({"rows": len(rows), "accuracy": accuracy, "output": str(output)})
+        return
+    stdout_console().print(f"wrote {len(rows)} rows to {output}"
+                    + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
+
+
+def load_checkpoint_config(run_dir: Path):
+    from l2l_omniglot.checkpoint import load_checkpoint
+
+    return load_checkpoint(Path(run_dir) / "checkpoint.pt")
 
 
 def main(argv=None):

@@ -15,6 +15,8 @@ import torch
 from l2l_omniglot.data.tasks import TaskBatch
 
 Z_95 = 1.959964
+#: Human error on Lake's 20-way one-shot runs (Lake et al. 2015).
+HUMAN_LAKE20_ERROR = 0.045
 
 
 @dataclass

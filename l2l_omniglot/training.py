@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (and the GPU's peak allocation, on CUDA)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return round(peak, 1)
 
 
 def rng_state() -> dict:
@@ -129,6 +138,18 @@ class Benchmark:
         return self.samplers["train"].dataset.num_classes
 
 
+def metric_lines_up_to(path: Path, iteration: int) -> list:
+    """The whole lines of ``metrics.jsonl`` up to ``iteration``; a line torn by a kill is dropped."""
+    kept = []
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try:
+            if json.loads(line)["iteration"] <= iteration:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return kept
+
+
 def _no_op(*_args, **_kwargs):
     return None
 
@@ -158,6 +179,7 @@ class Trainer:
         self.best = {"val_accuracy": -1.0, "iteration": 0, "state": None}
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.force = force
+        self.resumed = False
 
     # -- resumable state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -169,14 +191,15 @@ class Trainer:
             save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(), trainer=self.state())
 
     @classmethod
-    def resume(cls, out_dir: Path, omniglot) -> "Trainer":
+    def resume(cls, out_dir: Path, omniglot, checkpoint_every: int = 100) -> "Trainer":
         """Continue the run in ``out_dir`` from its last saved state, with its own config."""
         out_dir = Path(out_dir)
         if not (out_dir / "state.pt").is_file():
             raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
         config, payload = load_checkpoint(out_dir / "state.pt")
-        trainer = cls(config, omniglot, out_dir=None)
+        trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every)
         trainer.out_dir = out_dir
+        trainer.resumed = True
         trainer.solver.load_state_dict(payload["solver"])
         saved = payload["trainer"]
         trainer.iteration, trainer.elapsed, trainer.step_seconds = saved["iteration"], saved["elapsed"], saved[
@@ -184,9 +207,7 @@ class Trainer:
         trainer.best = saved["best"]
         set_rng_state(saved["rng"])
         metrics = out_dir / "metrics.jsonl"
-        kept = [line for line in (metrics.read_text().splitlines() if metrics.exists() else [])
-                if line.strip() and json.loads(line)["iteration"] <= trainer.iteration]
-        write_text(metrics, "".join(line + "\n" for line in kept))
+        write_text(metrics, "".join(line + "\n" for line in metric_lines_up_to(metrics, trainer.iteration)))
         return trainer
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -206,8 +227,10 @@ class Trainer:
         ``on_eval_progress(done)``.
         """
         config, out_dir = self.config, self.out_dir
-        if out_dir is not None and self.iteration == 0:
+        if out_dir is not None and not self.resumed:
             self._start_out_dir()
+            self.save_state()  # so that a run killed at any point can be resumed
+            self.resumed = True
         train_sampler = self.benchmark.samplers["train"]
         start = time.perf_counter() - self.elapsed
         try:
@@ -277,6 +300,7 @@ class Trainer:
             "test_accuracy": test.accuracy,
             "test_ci95": test.ci95,
             "test_tasks": test.tasks,
+            "peak_rss_mb": peak_memory_mb(),
         }
         if self.out_dir is not None:
             write_json(self.out_dir / "result.json", result)

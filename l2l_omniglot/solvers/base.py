@@ -56,6 +56,17 @@ class Solver(Protocol):
         """Restore what :meth:`state_dict` returned."""
 
 
+class ModelOptimizerState:
+    """``state_dict``/``load_state_dict`` for solvers whose state is ``self.model`` and ``self.optimizer``."""
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
 def build_optimizer(parameters, config: RunConfig) -> torch.optim.Optimizer:
     """The meta-optimizer every solver uses: Adam at ``config.meta_lr``."""
     return torch.optim.Adam(parameters, lr=config.meta_lr)

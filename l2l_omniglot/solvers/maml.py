@@ -33,10 +33,10 @@ from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import StepStats, accuracy, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import ModelOptimizerState, StepStats, accuracy, build_optimizer, check_ways
 
 
-class MAMLSolver:
+class MAMLSolver(ModelOptimizerState):
     name: ClassVar[str] = "maml"
     first_order: ClassVar[bool] = False
     defaults: ClassVar[dict] = {"iterations": 3000}
@@ -91,10 +91,3 @@ class MAMLSolver:
             with torch.no_grad():
                 predictions.append(learner(tasks.query_x[t]).argmax(dim=-1))
         return torch.stack(predictions).cpu()
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -36,7 +36,7 @@ from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import StepStats, accuracy, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import ModelOptimizerState, StepStats, accuracy, build_optimizer, check_ways
 
 TRANSFER_MODES = ("classes", "tasks")
 
@@ -60,7 +60,7 @@ def imprinted_head(features: torch.Tensor, labels: torch.Tensor, ways: int, scal
     return CosineHead(F.normalize(means, dim=-1), scale)
 
 
-class TransferSolver:
+class TransferSolver(ModelOptimizerState):
     name: ClassVar[str] = "transfer"
     defaults: ClassVar[dict] = {"iterations": 3000, "inner_lr": 0.01, "test_inner_steps": 10}
     #: Temperature of the cosine head; 10 keeps the softmax neither flat nor saturated for 5-20 ways.
@@ -127,10 +127,3 @@ class TransferSolver:
             with torch.no_grad():
                 predictions.append(model(tasks.query_x[t]).argmax(dim=-1))
         return torch.stack(predictions).cpu()
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])

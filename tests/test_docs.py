@@ -1,0 +1,22 @@
+"""The documentation's code runs, and its CLI page matches the click app."""
+import re
+
+from l2l_omniglot.solvers import SOLVERS
+from tests.conftest import REPO
+
+
+def python_blocks(markdown: str) -> list:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def test_the_add_a_solver_example_runs_end_to_end(data_root, monkeypatch):
+    monkeypatch.setenv("OMNIMETA_DATA", str(data_root))
+    namespace = {}
+    try:
+        for block in python_blocks((REPO / "docs" / "solvers.md").read_text()):
+            exec(compile(block, "docs/solvers.md", "exec"), namespace)
+        result = namespace["result"]
+        assert result["solver"] == "centroid" and result["test_tasks"] == 20
+        assert result["test_accuracy"] > 0.3  # chance is 0.2
+    finally:
+        SOLVERS.pop("centroid", None)
