@@ -15,7 +15,7 @@ DATA_ARGS := --download
 endif
 RUN_ARGS ?=
 
-.PHONY: install run test clean
+.PHONY: install run test clean docs
 
 install: $(STAMP)
 
@@ -35,3 +35,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+docs: install
+	$(BIN)/python tools/cli_docs.py

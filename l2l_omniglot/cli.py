@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from l2l_omniglot.config import DEVICES, RunConfig, resolve_config
+from l2l_omniglot.config import DEVICES, LR_SCHEDULES, RunConfig, resolve_config
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot, resolve_root
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
@@ -74,13 +74,20 @@ def open_omniglot(data_root, download: bool = False):
             task = progress.add_task("download", total=None)
             download_omniglot(data_root, progress=lambda done, total: progress.update(task, completed=done,
                                                                                       total=total or None))
-    with progress_bar() as progress:
-        task = progress.add_task("decode Omniglot (once, then cached)", total=None, visible=False)
+    shown = {}
 
-        def on_decode(done, total):
-            progress.update(task, completed=done, total=total, visible=True)
+    def on_decode(done, total):
+        if "bar" not in shown:  # only a first, uncached load decodes; a cached one shows nothing
+            shown["bar"] = progress_bar()
+            shown["bar"].start()
+            shown["task"] = shown["bar"].add_task("decode Omniglot (once, then cached)")
+        shown["bar"].update(shown["task"], completed=done, total=total)
 
+    try:
         return load_omniglot(data_root, progress=on_decode)
+    finally:
+        if "bar" in shown:
+            shown["bar"].stop()
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,31 +148,46 @@ def data_info(data_root, download, as_json):
     out.print(f"load time: {seconds:.2f} s")
 
 
+def default_help(key: str) -> str:
+    """`` [default: V; solver W ...]`` from RunConfig and the solvers' own defaults, so help cannot drift."""
+    def shown(value):
+        return ("zero" if value else "learned") if key == "zero_head" else value
+
+    own = [f"{name} {shown(cls.defaults[key])}" for name, cls in SOLVERS.items() if key in cls.defaults]
+    return f" [default: {shown(getattr(RunConfig(), key))}" + ("; " + ", ".join(own) if own else "") + "]"
+
+
 def run_options(function):
     """The training options shared by ``run`` and ``compare`` (their names are a contract)."""
     options = [
-        click.option("--ways", type=int, default=None, help="Classes per task. [default: 5]"),
-        click.option("--shots", type=int, default=None, help="Support images per class. [default: 1]"),
-        click.option("--queries", type=int, default=None, help="Query images per class. [default: 5]"),
-        click.option("--meta-batch", type=int, default=None, help="Tasks per meta-iteration. [default: 32]"),
+        click.option("--ways", type=int, default=None, help="Classes per task." + default_help("ways")),
+        click.option("--shots", type=int, default=None, help="Support images per class." + default_help("shots")),
+        click.option("--queries", type=int, default=None, help="Query images per class." + default_help("queries")),
+        click.option("--meta-batch", type=int, default=None, help="Tasks per meta-iteration." + default_help("meta_batch")),
         click.option("--iterations", type=int, default=None,
-                     help="Meta-iterations. [default: per solver: transfer 3000, fomaml 1500, maml 3000]"),
+                     help="Meta-iterations." + default_help("iterations")),
         click.option("--inner-lr", type=float, default=None,
-                     help="Inner-loop (adaptation / fine-tuning) learning rate. [default: 0.4; transfer 0.01]"),
-        click.option("--meta-lr", type=float, default=None, help="Adam learning rate of the outer loop. [default: 0.001]"),
-        click.option("--train-inner-steps", type=int, default=None, help="Adaptation steps while meta-training. [default: 1]"),
+                     help="Inner-loop (adaptation / fine-tuning) learning rate." + default_help("inner_lr")),
+        click.option("--meta-lr", type=float, default=None, help="Adam learning rate of the outer loop." + default_help("meta_lr")),
+        click.option("--train-inner-steps", type=int, default=None, help="Adaptation steps while meta-training." + default_help("train_inner_steps")),
         click.option("--test-inner-steps", type=int, default=None,
-                     help="Adaptation steps at validation and test. [default: 3; transfer 10]"),
-        click.option("--split", type=click.Choice(SPLITS), default=None, help="Character split. [default: lake]"),
+                     help="Adaptation steps at validation and test." + default_help("test_inner_steps")),
+        click.option("--split", type=click.Choice(SPLITS), default=None, help="Character split." + default_help("split")),
         click.option("--augment", type=click.Choice(AUGMENTS), default=None,
-                     help="Meta-train augmentation; rotate adds 90/180/270-degree classes. [default: none]"),
-        click.option("--eval-tasks", type=int, default=None, help="Fixed test tasks. [default: 600]"),
-        click.option("--val-tasks", type=int, default=None, help="Fixed validation tasks. [default: 200]"),
-        click.option("--val-every", type=int, default=None, help="Validate every N iterations. [default: 100]"),
-        click.option("--seed", type=int, default=None, help="Seed of the training task stream and weights. [default: 0]"),
-        click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]"),
+                     help="Meta-train augmentation; rotate adds 90/180/270-degree classes." + default_help("augment")),
+        click.option("--eval-tasks", type=int, default=None, help="Fixed test tasks." + default_help("eval_tasks")),
+        click.option("--val-tasks", type=int, default=None, help="Fixed validation tasks." + default_help("val_tasks")),
+        click.option("--val-every", type=int, default=None, help="Validate every N iterations." + default_help("val_every")),
+        click.option("--seed", type=int, default=None, help="Seed of the training task stream and weights." + default_help("seed")),
+        click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train." + default_help("device")),
         click.option("--transfer-mode", type=click.Choice(TRANSFER_MODES), default=None,
-                     help="transfer only: pre-train on all classes, or on task-local labels (HW15). [default: classes]"),
+                     help="transfer only: pre-train on all classes, or on task-local labels (HW15)." + default_help("transfer_mode")),
+        click.option("--zero-head/--learned-head", default=None,
+                     help="fomaml/maml: start every task from a zero head instead of a meta-learned one."
+                          + default_help("zero_head")),
+        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
+                     help="Meta learning rate: cosine-annealed to zero over the run, or constant."
+                          + default_help("lr_schedule")),
         data_root_option,
         click.option("--download", is_flag=True, help="Fetch the canonical Omniglot archives first if missing."),
     ]
@@ -176,7 +198,7 @@ def run_options(function):
 
 TRAINING_KEYS = ("ways", "shots", "queries", "meta_batch", "iterations", "inner_lr", "meta_lr", "train_inner_steps",
                  "test_inner_steps", "split", "augment", "eval_tasks", "val_tasks", "val_every", "seed", "device",
-                 "transfer_mode")
+                 "transfer_mode", "zero_head", "lr_schedule")
 
 
 def default_out_dir(solver: str) -> Path:

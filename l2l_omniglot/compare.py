@@ -81,7 +81,11 @@ def load_solver(run_dir: Path, device="cpu", omniglot=None):
             raise ConfigError("loading a transfer model needs the data set, for its number of classes")
         num_classes = Benchmark.build(config, omniglot, phases=("train",)).num_train_classes
     solver = make_solver(config, num_classes, resolve_device(device))
-    solver.load_state_dict(payload["solver"])
+    try:
+        solver.load_state_dict(payload["solver"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        raise ConfigError(f"{run_dir}/checkpoint.pt does not fit a {config.ways}-way {config.solver} model "
+                          f"({str(error).splitlines()[0][:120]}); it comes from another solver or was altered")
     return config, solver
 
 

@@ -16,6 +16,7 @@ from l2l_omniglot.data.tasks import AUGMENTS, check_task_shape
 from l2l_omniglot.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -23,7 +24,7 @@ class RunConfig:
     solver: str = "fomaml"
     ways: int = 5
     shots: int = 1
-    queries: int = 5
+    queries: int = 1
     meta_batch: int = 32
     iterations: int = 1000
     inner_lr: float = 0.4
@@ -33,13 +34,14 @@ class RunConfig:
     split: str = "lake"
     augment: str = "none"
     eval_tasks: int = 600
-    val_tasks: int = 200
+    val_tasks: int = 100
     val_every: int = 100
     seed: int = 0
     device: str = "auto"
     image_size: int = DEFAULT_IMAGE_SIZE
     transfer_mode: str = "classes"
     zero_head: bool = False
+    lr_schedule: str = "cosine"
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -72,6 +74,8 @@ class RunConfig:
             raise ConfigError(f"unknown split {self.split!r}; use one of {', '.join(SPLITS)}")
         if self.augment not in AUGMENTS:
             raise ConfigError(f"unknown augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         return self

@@ -67,6 +67,7 @@ def markdown_table(cells: list) -> str:
 def write_compare_files(out_dir: Path, rows: list, title: str, curves: dict) -> list:
     """``compare.json``, ``compare.csv``, ``compare.md`` and ``curves.png`` in ``out_dir``."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     cells = table_cells(rows)
     write_text(out_dir / "compare.json", json.dumps({"title": title, "rows": rows}, indent=2) + "\n")
     buffer = io.StringIO()

@@ -95,15 +95,28 @@ def set_rng_state(state: dict) -> None:
 
 
 def check_out_dir(out_dir: Path, force: bool = False) -> None:
-    """Refuse, before any work, a run folder that is a file, unwritable or holds another run."""
+    """Refuse, before any work, a run folder that is a file, unwritable or holds another run.
+
+    Writability is tried, not inferred from permission bits (which root ignores): a
+    probe file is made and removed, or the folder is made and removed again.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a folder path")
     if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not force:
         raise ConfigError(f"--out {out_dir} already holds a run; choose another folder, --resume it, or add --force")
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_dir} is not writable; choose another folder")
+    try:
+        if out_dir.is_dir():
+            probe = out_dir / ".omnimeta-write-probe"
+            probe.write_text("")
+            probe.unlink()
+        else:
+            created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+            out_dir.mkdir(parents=True)
+            for folder in created:
+                folder.rmdir()
+    except OSError as error:
+        raise ConfigError(f"--out {out_dir} is not writable ({error.strerror}); choose another folder")
 
 
 def prepare_out_dir(out_dir: Path, force: bool = False) -> Path:

@@ -20,3 +20,14 @@ def test_the_add_a_solver_example_runs_end_to_end(data_root, monkeypatch):
         assert result["test_accuracy"] > 0.3  # chance is 0.2
     finally:
         SOLVERS.pop("centroid", None)
+
+
+def test_cli_reference_matches_the_click_app():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_docs", REPO / "tools" / "cli_docs.py")
+    cli_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli_docs)
+    assert (REPO / "docs" / "cli.md").read_text() == cli_docs.render(), "docs/cli.md is stale: run `make docs`"
+    for path, command in cli_docs.commands(cli_docs.cli):
+        assert f"## `{path}`" in (REPO / "docs" / "cli.md").read_text()

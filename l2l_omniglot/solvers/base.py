@@ -67,9 +67,40 @@ class ModelOptimizerState:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def build_optimizer(parameters, config: RunConfig) -> torch.optim.Optimizer:
-    """The meta-optimizer every solver uses: Adam at ``config.meta_lr``."""
-    return torch.optim.Adam(parameters, lr=config.meta_lr)
+class MetaOptimizer:
+    """Adam at ``config.meta_lr``; with ``lr_schedule="cosine"`` annealed to zero over ``config.iterations``.
+
+    The schedule steps with the optimizer, so the solver's own state (and a
+    resumed run) carries it; the training loop needs to know nothing of it.
+    """
+
+    def __init__(self, parameters, config: RunConfig):
+        self.adam = torch.optim.Adam(parameters, lr=config.meta_lr)
+        self.schedule = None
+        if config.lr_schedule == "cosine":
+            self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.adam, T_max=config.iterations)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.adam.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.adam.step()
+        if self.schedule is not None:
+            self.schedule.step()
+
+    def state_dict(self) -> dict:
+        return {"adam": self.adam.state_dict(),
+                "schedule": self.schedule.state_dict() if self.schedule is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.adam.load_state_dict(state["adam"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+
+
+def build_optimizer(parameters, config: RunConfig) -> MetaOptimizer:
+    """The meta-optimizer every solver uses (see :class:`MetaOptimizer`)."""
+    return MetaOptimizer(parameters, config)
 
 
 def check_ways(head_ways: int, task_ways: int) -> None:

@@ -39,7 +39,8 @@ from l2l_omniglot.solvers.base import ModelOptimizerState, StepStats, accuracy, 
 class MAMLSolver(ModelOptimizerState):
     name: ClassVar[str] = "maml"
     first_order: ClassVar[bool] = False
-    defaults: ClassVar[dict] = {"iterations": 3000}
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "zero_head": True,
+                                "test_inner_steps": 20, "val_every": 500}
 
     def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
         self.config = config

@@ -58,5 +58,5 @@ def test_a_20_way_task_for_a_5_way_model_is_a_clear_error(omniglot, lake_split):
     from l2l_omniglot.errors import ConfigError
 
     tasks = phase_samplers(omniglot, lake_split, 20, 1, 1, phases=("test",))["test"].sample(0, 0, 1)
-    with pytest.raises(ConfigError, match="5-way head cannot answer 20-way"):
+    with pytest.raises(ConfigError, match="5-way head and cannot answer 20-way"):
         make_solver(small_config("maml"), 0).predict(tasks)
