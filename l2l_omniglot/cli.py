@@ -208,25 +208,25 @@ def default_out_dir(solver: str) -> Path:
 def train_with_progress(trainer) -> dict:
     """Run a :class:`~l2l_omniglot.training.Trainer` under rich progress bars (loss, accuracy, it/s)."""
     config = trainer.config
-    with progress_bar(TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  "
-                                 "val {task.fields[val]}  {task.fields[speed]:.2f} it/s")) as progress:
+    with progress_bar(TextColumn("{task.fields[status]}")) as progress:
         train = progress.add_task(f"meta-train {config.solver}", total=config.iterations,
-                                  completed=trainer.iteration, loss=float("nan"),
-                                  acc=float("nan"), val="-", speed=0.0)
-        evaluation = {}
+                                  completed=trainer.iteration, status="")
+        shown = {"val": "-"}
+        first_iteration, start = trainer.iteration, time.perf_counter()
 
         def on_step(iteration, stats, seconds):
-            progress.update(train, completed=iteration, loss=stats.loss, acc=stats.accuracy,
-                            speed=iteration / max(seconds, 1e-9))
+            speed = (iteration - first_iteration) / max(time.perf_counter() - start, 1e-9)
+            progress.update(train, completed=iteration, status=f"loss {stats.loss:.3f}  acc {stats.accuracy:.3f}  "
+                                                               f"val {shown['val']}  {speed:.2f} it/s")
 
         def on_validation(iteration, score):
-            progress.update(train, val=f"{score.accuracy:.3f}")
+            shown["val"] = f"{score.accuracy:.3f}"
 
         def on_eval_start(tasks):
-            evaluation["task"] = progress.add_task("meta-test", total=tasks, loss=0.0, acc=0.0, val="-", speed=0.0)
+            shown["eval"] = progress.add_task("meta-test", total=tasks, status="")
 
         def on_eval_progress(done):
-            progress.advance(evaluation["task"], done)
+            progress.advance(shown["eval"], done)
 
         return trainer.run(on_step, on_validation, on_eval_start, on_eval_progress)
 

@@ -10,7 +10,7 @@ from l2l_omniglot.cli import cli
 from tests.conftest import REPO
 
 TINY = ["--iterations", "3", "--meta-batch", "2", "--queries", "1", "--val-every", "3", "--val-tasks", "4",
-        "--eval-tasks", "5", "--device", "cpu"]
+        "--eval-tasks", "5", "--device", "cpu", "--test-inner-steps", "3"]
 
 
 def invoke(*args):

@@ -11,7 +11,7 @@ from l2l_omniglot.cli import cli
 from tests.conftest import REPO
 
 TINY = ["--iterations", "4", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "4",
-        "--eval-tasks", "12", "--device", "cpu"]
+        "--eval-tasks", "12", "--device", "cpu", "--test-inner-steps", "3"]
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
 
 

@@ -13,7 +13,7 @@ from l2l_omniglot.errors import ConfigError
 from tests.conftest import REPO
 
 TINY = ["--iterations", "2", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "3",
-        "--eval-tasks", "3", "--device", "cpu"]
+        "--eval-tasks", "3", "--device", "cpu", "--test-inner-steps", "3"]
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample" / "Omniglot-test"
 
 

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import REPO
 
 BUDGET = ["--solver", "fomaml", "--iterations", "24", "--meta-batch", "4", "--queries", "1", "--val-every", "6",
-          "--val-tasks", "10", "--eval-tasks", "30", "--checkpoint-every", "4", "--device", "cpu", "--seed", "3"]
+          "--val-tasks", "10", "--eval-tasks", "30", "--checkpoint-every", "4", "--device", "cpu", "--seed", "3",
+          "--test-inner-steps", "3"]
 SAME = ("test_accuracy", "test_ci95", "val_accuracy", "iterations", "best_iteration", "test_tasks")
 
 

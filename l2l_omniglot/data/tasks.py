@@ -96,6 +96,16 @@ class TaskBatch:
     def queries(self) -> int:
         return self.query_y.shape[1] // self.ways
 
+    def labelled_images(self) -> tuple:
+        """Every support and query image with its dataset class: ``([M, 1, S, S], [M])``.
+
+        For solvers that learn one classifier over all classes rather than tasks.
+        """
+        images = torch.cat([self.support_x.flatten(0, 1), self.query_x.flatten(0, 1)])
+        labels = torch.cat([self.classes.gather(1, self.support_y).flatten(),
+                            self.classes.gather(1, self.query_y).flatten()])
+        return images, labels
+
     def __getitem__(self, index) -> "TaskBatch":
         if isinstance(index, int):
             index = slice(index, index + 1)

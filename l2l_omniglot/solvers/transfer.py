@@ -62,7 +62,8 @@ def imprinted_head(features: torch.Tensor, labels: torch.Tensor, ways: int, scal
 
 class TransferSolver(ModelOptimizerState):
     name: ClassVar[str] = "transfer"
-    defaults: ClassVar[dict] = {"iterations": 3000, "inner_lr": 0.01, "test_inner_steps": 10}
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 16, "inner_lr": 0.01, "test_inner_steps": 10,
+                                "val_every": 250}
     #: Temperature of the cosine head; 10 keeps the softmax neither flat nor saturated for 5-20 ways.
     cosine_scale: ClassVar[float] = 10.0
 
@@ -86,9 +87,7 @@ class TransferSolver(ModelOptimizerState):
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         if self.mode == "classes":
-            images = torch.cat([tasks.support_x.flatten(0, 1), tasks.query_x.flatten(0, 1)])
-            labels = torch.cat([tasks.classes.gather(1, tasks.support_y), tasks.classes.gather(1, tasks.query_y)],
-                               dim=1).flatten()
+            images, labels = tasks.labelled_images()
             logits = self.model(images)
             loss = F.cross_entropy(logits, labels)
             stats = StepStats(loss.item(), accuracy(logits, labels))

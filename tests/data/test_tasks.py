@@ -73,3 +73,14 @@ def test_rotation_applies_to_meta_train_only(omniglot, lake_split):
 def test_impossible_tasks_name_the_limit(omniglot, lake_split, ways, shots, queries, message):
     with pytest.raises(ConfigError, match=message):
         phase_samplers(omniglot, lake_split, ways, shots, queries, phases=("test",))
+
+
+def test_labelled_images_pair_every_image_with_its_dataset_class(omniglot, lake_split):
+    sampler = phase_samplers(omniglot, lake_split, 5, 1, 2, phases=("train",))["train"]
+    tasks = sampler.sample(seed=0, iteration=1, count=3)
+    images, labels = tasks.labelled_images()
+    assert images.shape == (3 * 5 * 3, 1, 28, 28) and labels.shape == (45,)
+    dataset = sampler.dataset
+    for image, label in zip(images, labels):
+        of_class = dataset.images[dataset.labels == label]
+        assert (of_class == image).flatten(1).all(dim=1).any()

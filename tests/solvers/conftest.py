@@ -23,7 +23,8 @@ def test_tasks(samplers):
 def small_config(solver: str, **overrides) -> RunConfig:
     from l2l_omniglot import resolve_config
 
-    values = dict(queries=2, meta_batch=8, val_tasks=20, eval_tasks=20, device="cpu")
+    # Few test-time steps keep the suite fast; the solvers' own defaults are measured in docs/results.md.
+    values = dict(queries=2, meta_batch=8, val_tasks=20, eval_tasks=20, device="cpu", test_inner_steps=5)
     values.update(overrides)
     return resolve_config(solver, **values)
 
