@@ -154,6 +154,8 @@ def default_help(key: str) -> str:
         return ("zero" if value else "learned") if key == "zero_head" else value
 
     own = [f"{name} {shown(cls.defaults[key])}" for name, cls in SOLVERS.items() if key in cls.defaults]
+    own += [f"{name} {mode} mode {shown(values[key])}" for name, cls in SOLVERS.items()
+            for mode, values in getattr(cls, "mode_defaults", {}).items() if key in values]
     return f" [default: {shown(getattr(RunConfig(), key))}" + ("; " + ", ".join(own) if own else "") + "]"
 
 

@@ -82,10 +82,13 @@ class RunConfig:
 
 
 def resolve_config(solver: str, **overrides) -> RunConfig:
-    """The config for ``solver``: field defaults, then the solver's, then non-None ``overrides``."""
+    """The config for ``solver``: field defaults, then the solver's (and its mode's), then non-None ``overrides``."""
     from l2l_omniglot.solvers import solver_class
 
-    values = dict(solver_class(solver).defaults)
+    chosen = solver_class(solver)
+    values = dict(chosen.defaults)
+    mode = overrides.get("transfer_mode") or RunConfig.transfer_mode
+    values.update(getattr(chosen, "mode_defaults", {}).get(mode, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["solver"] = solver
     return RunConfig(**values).validate()

@@ -28,3 +28,9 @@ def test_config_round_trips_through_a_dict():
 def test_out_of_range_options_name_the_option(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config("fomaml", **overrides)
+
+
+def test_transfer_tasks_mode_has_its_own_fine_tuning_rate():
+    assert resolve_config("transfer", transfer_mode="tasks").inner_lr == 0.4
+    assert resolve_config("transfer", transfer_mode="classes").inner_lr == 0.01
+    assert resolve_config("transfer", transfer_mode="tasks", inner_lr=0.1).inner_lr == 0.1

@@ -64,6 +64,9 @@ class TransferSolver(ModelOptimizerState):
     name: ClassVar[str] = "transfer"
     defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 16, "inner_lr": 0.01, "test_inner_steps": 10,
                                 "val_every": 250}
+    #: Per-mode defaults over ``defaults``: a task-local head starts from random weights, so it
+    #: needs the larger steps of the HW15 sample to fit a support set at all.
+    mode_defaults: ClassVar[dict] = {"tasks": {"inner_lr": 0.4}}
     #: Temperature of the cosine head; 10 keeps the softmax neither flat nor saturated for 5-20 ways.
     cosine_scale: ClassVar[float] = 10.0
 
