@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from l2l_omniglot.checkpoint import load_checkpoint
 from l2l_omniglot.config import DEVICES, LR_SCHEDULES, RunConfig, resolve_config
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot, resolve_root
 from l2l_omniglot.data.splits import SPLITS, make_split
@@ -417,7 +418,7 @@ def predict(run_dir, test_dir, output, answers, force, device, data_root, as_jso
 
     if output.exists() and not force:
         raise click.UsageError(f"{output} exists; choose another -o path or add --force")
-    config, _ = load_checkpoint_config(run_dir)
+    config, _ = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     tasks = read_hw15_folder(test_dir, config.image_size)
     expected = read_answers(answers) if answers else None
     if expected is not None and len(expected) != tasks.query_y.numel():
@@ -434,12 +435,6 @@ def predict(run_dir, test_dir, output, answers, force, device, data_root, as_jso
         return
     stdout_console().print(f"wrote {len(rows)} rows to {output}"
                     + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
-
-
-def load_checkpoint_config(run_dir: Path):
-    from l2l_omniglot.checkpoint import load_checkpoint
-
-    return load_checkpoint(Path(run_dir) / "checkpoint.pt")
 
 
 def main(argv=None):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
+from l2l_omniglot.atomic import write_text
 from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, load_png, to_float
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import DataError
@@ -90,8 +91,6 @@ def write_submission(path: Path, predictions: torch.Tensor) -> list:
     """The HW15 CSV ``id,class`` (``id = task * ways + query``); returns the rows."""
     ways = predictions.shape[1]
     rows = [(t * ways + q, int(c)) for t, task in enumerate(predictions.tolist()) for q, c in enumerate(task)]
-    from l2l_omniglot.atomic import write_text
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "class"])
