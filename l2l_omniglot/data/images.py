@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from l2l_omniglot.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 28
 
@@ -34,3 +36,11 @@ def load_png(path_or_file, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     with Image.open(path_or_file) as image:
         image.load()
         return to_uint8(image, size)
+
+
+def decode_image(source, name: str, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """:func:`load_png`, with a damaged file reported as a DataError that names ``name``."""
+    try:
+        return load_png(source, size)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"image {name} cannot be decoded ({error}); replace it")

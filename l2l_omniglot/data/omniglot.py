@@ -29,10 +29,9 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
 
 from l2l_omniglot.atomic import atomic_path
-from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, load_png
+from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image
 from l2l_omniglot.errors import DataError
 
 SETS = ("background", "evaluation")
@@ -181,10 +180,7 @@ def decode_set(source: Path, set_name: str, size: int = DEFAULT_IMAGE_SIZE,
     images = np.empty((len(members), size, size), dtype=np.uint8)
     labels = np.empty(len(members), dtype=np.int64)
     for i, (name, data) in enumerate(members):
-        try:
-            images[i] = load_png(io.BytesIO(data), size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise DataError(f"{source}: image {name} cannot be decoded ({error}); replace the data set.")
+        images[i] = decode_image(io.BytesIO(data), f"{name} in {source}", size)
         labels[i] = index[name.rsplit("/", 1)[0]]
         if progress is not None:
             progress(i + 1, len(members))

@@ -24,21 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
 
 from l2l_omniglot.atomic import write_text
-from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, load_png, to_float
+from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image, to_float
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import DataError
 
 UNKNOWN = -1  # the label of a query whose answer is not known
-
-
-def _decode(source, name: str, size: int) -> np.ndarray:
-    try:
-        return load_png(source, size)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"image {name} cannot be decoded ({error}); replace it")
 
 
 def _image_number(path: Path) -> int:
@@ -75,7 +67,7 @@ def read_hw15_folder(folder: Path, size: int = DEFAULT_IMAGE_SIZE) -> TaskBatch:
                 raise DataError(
                     f"{root / task} must hold exactly image_0.png .. image_{ways - 1}.png like the other tasks "
                     f"(found {', '.join(f.name for f in files[:8]) or 'nothing'})")
-            images.append(np.stack([_decode(root / task / f"image_{i}.png", str(root / task / f"image_{i}.png"), size)
+            images.append(np.stack([decode_image(root / task / f"image_{i}.png", str(root / task / f"image_{i}.png"), size)
                                     for i in range(ways)]))
     count = len(support_tasks)
     return TaskBatch(
@@ -139,7 +131,7 @@ def read_lake_runs(archive: Path, size: int = DEFAULT_IMAGE_SIZE) -> LakeRuns:
 
                 def image(name):
                     member = name if name in names else f"{run}/{name.split('/', 1)[1]}"
-                    return _decode(io.BytesIO(runs.read(member)), f"{archive}:{member}", size)
+                    return decode_image(io.BytesIO(runs.read(member)), f"{archive}:{member}", size)
 
                 support.append(np.stack([image(c) for c in classes]))
                 query.append(np.stack([image(item) for item, _ in pairs]))
