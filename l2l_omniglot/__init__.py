@@ -6,6 +6,13 @@ The public API, for projects that import omnimeta instead of calling the CLI::
     omniglot = load_omniglot("path/to/omniglot")
     result = train_and_evaluate(resolve_config("fomaml", iterations=300), omniglot)
 """
+import os
+
+if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    # A rank of a distributed run (torchrun, omnimeta run --nproc) reports its failures in one line each;
+    # torch's C++ connection-retry logs would bury them. Read when torch loads, so it is set first.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+
 from l2l_omniglot.config import RunConfig, resolve_config
 from l2l_omniglot.data import (TaskBatch, TaskSampler, download_omniglot, fixed_tasks, load_omniglot, make_split,
                                phase_samplers)

@@ -22,10 +22,13 @@ from l2l_omniglot.config import DEVICES, LR_SCHEDULES, RunConfig, resolve_config
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot, resolve_root
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
+from l2l_omniglot.engines import ENGINES
+from l2l_omniglot.distributed import (BACKENDS, DEFAULT_TIMEOUT_S, Ranks, check_splittable, choose_backend,
+                                      launch_local_ranks, launched_as_rank, reports_error)
 from l2l_omniglot.errors import OmnimetaError
 from l2l_omniglot.solvers import SOLVERS
 from l2l_omniglot.solvers.transfer import TRANSFER_MODES
-from l2l_omniglot.training import Interrupted, Trainer
+from l2l_omniglot.training import Interrupted, Trainer, check_out_dir, load_saved_state
 
 console = Console(stderr=True)
 
@@ -37,23 +40,29 @@ def stdout_console() -> Console:
 
 
 class OneLineErrors(click.Group):
-    """A group whose errors are one line on stderr, exit status 2, never a traceback."""
+    """A group whose errors are one line on stderr, exit status 2, never a traceback.
+
+    In a distributed run every rank fails alike on bad input, so only rank 0
+    prints it; a failure of a rank's own (see ``distributed.RankError``) is
+    printed by that rank.
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        def fail(message: str, error: BaseException, status: int):
+            if reports_error(error):
+                click.echo(message, err=True)
+            sys.exit(status)
+
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as error:
-            click.echo(f"Error: {error.format_message()}", err=True)
-            sys.exit(error.exit_code)
+            fail(f"Error: {error.format_message()}", error, error.exit_code)
         except Interrupted as error:
-            click.echo(str(error), err=True)
-            sys.exit(130)
+            fail(str(error), error, 130)
         except OmnimetaError as error:
-            click.echo(f"Error: {error}", err=True)
-            sys.exit(2)
-        except (click.Abort, KeyboardInterrupt):
-            click.echo("Aborted.", err=True)
-            sys.exit(130)
+            fail(f"Error: {error}", error, error.exit_code)
+        except (click.Abort, KeyboardInterrupt) as error:
+            fail("Aborted.", error, 130)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
@@ -188,6 +197,9 @@ def run_options(function):
         click.option("--zero-head/--learned-head", default=None,
                      help="fomaml/maml: start every task from a zero head instead of a meta-learned one."
                           + default_help("zero_head")),
+        click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
+                     help="fomaml/maml: adapt tasks one at a time with learn2learn (l2l), or all at once with "
+                          "torch.func (batched)." + default_help("engine")),
         click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
                      help="Meta learning rate: cosine-annealed to zero over the run, or constant."
                           + default_help("lr_schedule")),
@@ -201,7 +213,7 @@ def run_options(function):
 
 TRAINING_KEYS = ("ways", "shots", "queries", "meta_batch", "iterations", "inner_lr", "meta_lr", "train_inner_steps",
                  "test_inner_steps", "split", "augment", "eval_tasks", "val_tasks", "val_every", "seed", "device",
-                 "transfer_mode", "zero_head", "lr_schedule")
+                 "transfer_mode", "zero_head", "lr_schedule", "engine")
 
 
 def default_out_dir(solver: str) -> Path:
@@ -256,8 +268,17 @@ def result_table(rows: list, title: str) -> Table:
               help="Save the resumable state (state.pt) every N iterations.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="Continue the run in this folder from its saved state, with its own config.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Train data-parallel on N processes of this machine (torch.distributed); the result equals "
+                   "one process's. Under torchrun leave it out. See docs/distributed.md. [default: 1]")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="torch.distributed backend for several ranks: auto is nccl on GPUs (one per rank), gloo on the CPU.")
+@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_S,
+              show_default=True,
+              help="Seconds a rank waits for the rendezvous, or for the other ranks, before it stops with an error.")
 @json_option
-def run(solver, out_dir, force, checkpoint_every, resume_dir, as_json, data_root, download, **training):
+def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, backend, dist_timeout, as_json, data_root,
+        download, **training):
     """Meta-train a solver, keep its best validated state and score it on the fixed test tasks.
 
     The run folder gets config.json, metrics.jsonl, checkpoint.pt (best validated
@@ -269,22 +290,67 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, as_json, data_root
         if given or out_dir is not None:
             options = ", ".join("--" + k.replace("_", "-") for k in given + (["out"] if out_dir else []))
             raise click.UsageError(f"--resume continues with the run's own config; drop {options}")
-        omniglot = open_omniglot(data_root, download)
-        trainer = Trainer.resume(resume_dir, omniglot, checkpoint_every)
+        config, _ = load_saved_state(resume_dir)
         out_dir = resume_dir
     else:
         config = resolve_config(solver, **{k: training[k] for k in TRAINING_KEYS})
-        omniglot = open_omniglot(data_root, download)
         out_dir = out_dir or default_out_dir(solver)
-        trainer = Trainer(config, omniglot, out_dir, force, checkpoint_every)
-    result = train_with_progress(trainer)
-    config = trainer.config
+    if nproc is not None and nproc > 1:
+        return launch_ranks(nproc, config, backend, out_dir, force, resume_dir, data_root, download)
+    ranks = Ranks.join(config.device, backend, dist_timeout)
+    try:
+        # Rank 0 loads (or fetches and decodes) the data first, so that the others find it cached.
+        omniglot = ranks.agree(lambda: open_omniglot(data_root, download) if ranks.is_main else None)
+
+        def build_trainer():
+            data = omniglot if omniglot is not None else load_omniglot(data_root)
+            if resume_dir is not None:
+                return Trainer.resume(resume_dir, data, checkpoint_every, ranks)
+            return Trainer(config, data, out_dir, force, checkpoint_every, ranks)
+
+        trainer = ranks.agree(build_trainer)
+        result = train_with_progress(trainer) if ranks.is_main else trainer.run()
+    finally:
+        ranks.close()
+    if not ranks.is_main:
+        return
     if as_json:
         emit_json(result)
         return
     stdout_console().print(result_table([result], f"{config.ways}-way {config.shots}-shot, {config.split} split, "
                                            f"meta-test on {result['test_tasks']} fixed tasks"))
     stdout_console().print(f"run saved in {out_dir}")
+
+
+def rank_command_line(dropped: tuple, **replaced) -> list:
+    """This command's parsed options as a command line again, minus ``dropped``, for the ranks to run."""
+    context = click.get_current_context()
+    arguments = [context.info_name]
+    for param in context.command.params:
+        if not isinstance(param, click.Option) or param.name in dropped:
+            continue
+        value = replaced.get(param.name, context.params[param.name])
+        if param.is_flag and param.secondary_opts and value is not None:
+            arguments.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            arguments += [param.opts[0]] if value else []
+        elif value is not None:
+            arguments += [param.opts[0], str(value)]
+    return arguments
+
+
+def launch_ranks(nproc, config, backend, out_dir, force, resume_dir, data_root, download) -> int:
+    """``run --nproc N``: check what can be checked once, then run N ranks of this same command on this machine."""
+    if launched_as_rank():
+        raise click.UsageError("--nproc starts its own ranks; under torchrun leave it out")
+    check_splittable(config, nproc)
+    choose_backend(config.device, backend, local_rank=nproc - 1)
+    if resume_dir is None:
+        check_out_dir(out_dir, force)
+    open_omniglot(data_root, download)  # a missing data set fails here once; a first load decodes it once for all
+    arguments = rank_command_line(("nproc", "download"), out_dir=None if resume_dir else out_dir)
+    return launch_local_ranks(arguments, nproc, f"The last saved state is in {out_dir}; continue with: "
+                                                f"omnimeta run --resume {out_dir} --nproc {nproc}")
 
 
 def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:

@@ -42,6 +42,7 @@ class RunConfig:
     transfer_mode: str = "classes"
     zero_head: bool = False
     lr_schedule: str = "cosine"
+    engine: str = "l2l"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,6 +76,15 @@ class RunConfig:
             raise ConfigError(f"unknown augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+        from l2l_omniglot.engines import ENGINES
+        from l2l_omniglot.solvers import SOLVERS
+
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}")
+        # Solvers without an inner loop (transfer) only have the default engine's name.
+        engines = getattr(SOLVERS.get(self.solver), "engines", ("l2l",))
+        if self.engine not in engines:
+            raise ConfigError(f"--engine {self.engine} does not apply to {self.solver}; drop --engine")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         return self

@@ -4,6 +4,9 @@
 class OmnimetaError(Exception):
     """A problem with the user's input, data or files, stated with its fix."""
 
+    #: The CLI's exit status for it.
+    exit_code = 2
+
 
 class DataError(OmnimetaError):
     """The data set is missing, incomplete or damaged."""

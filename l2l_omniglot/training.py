@@ -40,8 +40,9 @@ from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.splits import make_split
 from l2l_omniglot.data.tasks import TEST_STREAM, VALIDATION_STREAM, fixed_tasks, phase_samplers
+from l2l_omniglot.distributed import Ranks, check_splittable
 from l2l_omniglot.errors import ConfigError, OmnimetaError
-from l2l_omniglot.evaluation import Score, per_task_accuracy
+from l2l_omniglot.evaluation import Score
 from l2l_omniglot.solvers import make_solver
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
@@ -163,6 +164,14 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
     return kept
 
 
+def load_saved_state(out_dir: Path) -> tuple:
+    """``(config, payload)`` of the resumable state in a run folder, or a ConfigError saying how to make one."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "state.pt").is_file():
+        raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
+    return load_checkpoint(out_dir / "state.pt")
+
+
 def _no_op(*_args, **_kwargs):
     return None
 
@@ -172,15 +181,22 @@ class Trainer:
 
     Building does all the checking, so a bad option fails before any file is
     written or any progress bar is drawn.
+
+    With ``ranks`` (see :mod:`l2l_omniglot.distributed`) this is one rank of a
+    data-parallel run: it trains on its shard of each meta-batch, scores its
+    shard of the fixed tasks, and only rank 0 touches ``out_dir``.
     """
 
     def __init__(self, config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
-                 checkpoint_every: int = 100):
+                 checkpoint_every: int = 100, ranks: Optional[Ranks] = None):
         self.config = config.validate()
         if checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be at least 1 (got {checkpoint_every})")
         self.checkpoint_every = checkpoint_every
-        self.device = resolve_device(config.device)
+        self.ranks = ranks or Ranks()
+        check_splittable(self.config, self.ranks.world_size)
+        self.device = self.ranks.device if self.ranks.device is not None else resolve_device(config.device)
+        out_dir = out_dir if self.ranks.is_main else None
         if out_dir is not None:
             check_out_dir(out_dir, force)
         seed_everything(config.seed)
@@ -204,14 +220,12 @@ class Trainer:
             save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(), trainer=self.state())
 
     @classmethod
-    def resume(cls, out_dir: Path, omniglot, checkpoint_every: int = 100) -> "Trainer":
-        """Continue the run in ``out_dir`` from its last saved state, with its own config."""
+    def resume(cls, out_dir: Path, omniglot, checkpoint_every: int = 100, ranks: Optional[Ranks] = None) -> "Trainer":
+        """Continue the run in ``out_dir`` from its last saved state, with its own config (on any number of ranks)."""
         out_dir = Path(out_dir)
-        if not (out_dir / "state.pt").is_file():
-            raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
-        config, payload = load_checkpoint(out_dir / "state.pt")
-        trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every)
-        trainer.out_dir = out_dir
+        config, payload = load_saved_state(out_dir)
+        trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every, ranks=ranks)
+        trainer.out_dir = out_dir if trainer.ranks.is_main else None
         trainer.resumed = True
         trainer.solver.load_state_dict(payload["solver"])
         saved = payload["trainer"]
@@ -219,8 +233,9 @@ class Trainer:
             "step_seconds"]
         trainer.best = saved["best"]
         set_rng_state(saved["rng"])
-        metrics = out_dir / "metrics.jsonl"
-        write_text(metrics, "".join(line + "\n" for line in metric_lines_up_to(metrics, trainer.iteration)))
+        if trainer.out_dir is not None:
+            metrics = out_dir / "metrics.jsonl"
+            write_text(metrics, "".join(line + "\n" for line in metric_lines_up_to(metrics, trainer.iteration)))
         return trainer
 
     # -- the loop --------------------------------------------------------------------------------------
@@ -245,13 +260,14 @@ class Trainer:
             self.save_state()  # so that a run killed at any point can be resumed
             self.resumed = True
         train_sampler = self.benchmark.samplers["train"]
+        own_tasks = self.ranks.shard(config.meta_batch)
         start = time.perf_counter() - self.elapsed
         try:
             while self.iteration < config.iterations:
                 iteration = self.iteration + 1
-                tasks = train_sampler.sample(config.seed, iteration, config.meta_batch)
+                tasks = train_sampler.sample(config.seed, iteration, len(own_tasks), first=own_tasks.start)
                 step_start = time.perf_counter()
-                stats = self.solver.meta_train_step(tasks)
+                stats = self.ranks.meta_train_step(self.solver, tasks, config.meta_batch)
                 self.step_seconds += time.perf_counter() - step_start
                 if not math.isfinite(stats.loss):
                     kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
@@ -262,7 +278,7 @@ class Trainer:
                 record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
                 on_step(iteration, stats, time.perf_counter() - start)
                 if iteration % config.val_every == 0 or iteration == config.iterations:
-                    score = Score.of(per_task_accuracy(self.solver, self.benchmark.val_tasks))
+                    score = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.val_tasks))
                     record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
                     on_validation(iteration, score)
                     if score.accuracy > self.best["val_accuracy"]:
@@ -279,6 +295,8 @@ class Trainer:
                         metrics.write(json.dumps(record) + "\n")
                     if iteration % self.checkpoint_every == 0:
                         self.save_state()
+                if self.ranks.stop_agreed:  # Ctrl-C on some rank: all stop here, after the same iteration
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             if out_dir is None:
                 raise
@@ -293,7 +311,8 @@ class Trainer:
         self.solver.load_state_dict(self.best["state"])
         on_eval_start(len(self.benchmark.test_tasks))
         eval_start = time.perf_counter()
-        test = Score.of(per_task_accuracy(self.solver, self.benchmark.test_tasks, progress=on_eval_progress))
+        test = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.test_tasks,
+                                                     progress=on_eval_progress))
         result = {
             "solver": config.solver,
             "transfer_mode": config.transfer_mode if config.solver == "transfer" else None,
@@ -303,6 +322,7 @@ class Trainer:
             "augment": config.augment,
             "seed": config.seed,
             "device": str(self.device),
+            "ranks": self.ranks.world_size,
             "iterations": config.iterations,
             "best_iteration": self.best["iteration"],
             "train_seconds": round(self.elapsed, 3),

@@ -1,0 +1,351 @@
+"""Data-parallel meta-training with ``torch.distributed``: several ranks, the same run as one process.
+
+Every rank holds the whole model. Each meta-batch's tasks are cut into one
+contiguous shard per rank (:func:`task_shard`); a rank draws only its own
+tasks (the stream is a function of seed, iteration and task index, so no rank
+count enters it), adapts them with its solver's ``accumulate_meta_gradient``,
+and the meta-gradients are summed across the ranks, each weighted by its share
+of the tasks, so the result is the mean over all tasks, exactly as in one
+process. Then every rank takes the same Adam step and so keeps the same
+parameters. DistributedDataParallel is not used: its gradient hooks do not
+follow learn2learn's ``clone()`` and ``autograd.grad``, so the all-reduce is
+explicit (:meth:`Ranks.meta_train_step`).
+
+The fixed validation and test tasks are split the same way and the per-task
+accuracies gathered back in task order, so a score is over exactly the tasks a
+single process would use. Rank 0 alone writes files and draws progress.
+
+A rank learns its place from torchrun's environment (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``omnimeta run --nproc N``
+sets the same variables for N local processes (:func:`launch_local_ranks`).
+The backend is gloo on the CPU and nccl on GPUs, one GPU per rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+
+from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.evaluation import per_task_accuracy
+
+BACKENDS = ("auto", "gloo", "nccl")
+#: Seconds a rank waits to reach the rendezvous, or for its peers at a collective, before it gives up.
+DEFAULT_TIMEOUT_S = 120.0
+#: Seconds the local launcher gives the other ranks to finish on their own once one has stopped.
+SIBLING_GRACE_S = 5.0
+#: Environment variables torchrun gives every worker (and ``--nproc`` gives its ranks).
+RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class RankError(OmnimetaError):
+    """A failure of this rank's own (its rendezvous, a lost peer): every rank reports it, not rank 0 alone."""
+
+    exit_code = 1
+
+
+class RendezvousError(RankError):
+    """The rendezvous could not be reached in time: an address, a port or a firewall to fix."""
+
+    exit_code = 2
+
+
+def launched_as_rank() -> bool:
+    """True in a process started by torchrun or by ``omnimeta run --nproc``."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def environment_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def reports_error(error: BaseException) -> bool:
+    """Whether this process prints ``error``: every rank fails alike on bad input, so rank 0 speaks for all."""
+    return isinstance(error, RankError) or environment_rank() == 0
+
+
+def task_shard(total: int, rank: int, world_size: int) -> range:
+    """The task indices of ``rank``: contiguous, in rank order, sizes differing by at most one."""
+    size, extra = divmod(total, world_size)
+    first = rank * size + min(rank, extra)
+    return range(first, first + size + (rank < extra))
+
+
+def check_splittable(config, world_size: int) -> None:
+    """Refuse a run whose meta-batch cannot be split across ``world_size`` ranks."""
+    from l2l_omniglot.solvers import solver_class
+
+    if world_size > config.meta_batch:
+        raise ConfigError(f"--nproc {world_size} is larger than --meta-batch {config.meta_batch}: every rank needs "
+                          f"at least one task of each meta-batch; lower --nproc or raise --meta-batch")
+    if world_size > 1 and not callable(getattr(solver_class(config.solver), "accumulate_meta_gradient", None)):
+        raise ConfigError(f"the {config.solver} solver cannot split a meta-batch across ranks: it has no per-task "
+                          f"meta-gradient (transfer normalises its batch over the whole meta-batch), so run it "
+                          f"in one process")
+
+
+def choose_backend(device_name: str, backend: str, local_rank: int) -> tuple:
+    """``(backend, device)`` for the rank with ``local_rank``: gloo on the CPU, nccl with one GPU per rank."""
+    from l2l_omniglot.training import resolve_device
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ConfigError("--backend nccl needs a CUDA GPU for every rank and this machine has none; "
+                          "use --backend gloo (or leave --backend auto)")
+    device = resolve_device(device_name)
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError("--backend nccl works on GPU tensors only; drop --device cpu or use --backend gloo")
+    if device.type != "cuda":
+        return backend, device
+    gpus = torch.cuda.device_count()
+    if backend == "nccl" and local_rank >= gpus:
+        raise ConfigError(f"nccl needs one GPU per rank, and this node has {gpus} for at least {local_rank + 1} "
+                          f"ranks; start at most {gpus} ranks per node, or share GPUs with --backend gloo")
+    # Only gloo gets here with more ranks than GPUs: several ranks then share one (to measure what that costs).
+    return backend, torch.device("cuda", local_rank % gpus)
+
+
+class EvaluationProgress:
+    """Turn rank 0's own finished tasks into an estimate of all ranks' (they run in step), never past the total."""
+
+    def __init__(self, report: Callable[[int], None], world_size: int, total: int):
+        self.report, self.world_size, self.total, self.shown = report, world_size, total, 0
+
+    def __call__(self, done: int) -> None:
+        advance = min(done * self.world_size, self.total - self.shown)
+        self.shown += advance
+        self.report(advance)
+
+    def finish(self) -> None:
+        self.report(self.total - self.shown)
+        self.shown = self.total
+
+
+class Ranks:
+    """This process's place among the ranks of a run, and the few collectives the training loop needs.
+
+    ``Ranks()`` is a single process: nothing is communicated and every method
+    is what one process would do, so the training loop has one code path.
+    """
+
+    def __init__(self, rank: int = 0, world_size: int = 1, device: Optional[torch.device] = None):
+        self.rank, self.world_size = rank, world_size
+        #: The device the launcher gives this rank; ``None`` leaves the choice to the run's config.
+        self.device = device
+        #: Set on every rank, at the same iteration, once any rank was asked to stop (Ctrl-C).
+        self.stop_agreed = False
+        self._stop_requested = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    # -- joining and leaving ---------------------------------------------------------------------------
+    @classmethod
+    def join(cls, device_name: str, backend: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> "Ranks":
+        """The ranks torchrun's environment describes (a single process when there is none)."""
+        if not launched_as_rank() or int(os.environ["WORLD_SIZE"]) == 1:
+            return cls()
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        backend, device = choose_backend(device_name, backend, int(os.environ.get("LOCAL_RANK", rank)))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        try:
+            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+        except (RuntimeError, ValueError) as error:
+            raise RendezvousError(f"rank {rank}: could not join the {world_size} ranks at {address} within "
+                                  f"{timeout_s:g} s ({first_line(error)}); check MASTER_ADDR/MASTER_PORT or "
+                                  f"--rdzv-endpoint, that rank 0 is running, and raise --dist-timeout if nodes "
+                                  f"start far apart") from None
+        ranks = cls(rank, world_size, device)
+        signal.signal(signal.SIGINT, ranks._on_interrupt)
+        return ranks
+
+    def close(self) -> None:
+        if self.distributed and dist.is_initialized():
+            with contextlib.suppress(RuntimeError):  # a peer that is already gone has nothing left to say
+                dist.destroy_process_group()
+
+    def _on_interrupt(self, signum, frame) -> None:
+        # A rank stopped alone would leave its peers waiting in a collective; so the first Ctrl-C only asks,
+        # every rank stops after the same iteration (see meta_train_step), and a second one stops at once.
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    # -- collectives -----------------------------------------------------------------------------------
+    def _collective(self, operation: Callable, *args):
+        try:
+            return operation(*args)
+        except RuntimeError as error:
+            raise RankError(f"rank {self.rank}: lost contact with the other ranks ({first_line(error)}); a rank "
+                            f"has probably died (see its output). The last saved state is kept: continue with "
+                            f"`omnimeta run --resume RUN_DIR`") from None
+
+    def agree(self, build: Callable):
+        """``build()`` on every rank; if it fails on any, raise that failure on all, so that none waits alone."""
+        if not self.distributed:
+            return build()
+        failure = built = None
+        try:
+            built = build()
+        except OmnimetaError as error:
+            failure = str(error)
+        failures = [None] * self.world_size
+        self._collective(dist.all_gather_object, failures, failure)
+        if failures[0] is not None:
+            raise ConfigError(failures[0])
+        for rank, failure in enumerate(failures):
+            if failure is not None:
+                raise ConfigError(f"{failure} (on rank {rank})")
+        return built
+
+    def shard(self, total: int) -> range:
+        return task_shard(total, self.rank, self.world_size)
+
+    def meta_train_step(self, solver, tasks, meta_batch: int):
+        """One meta-step on this rank's ``tasks`` of a ``meta_batch``; every rank ends with the same parameters."""
+        from l2l_omniglot.solvers.base import StepStats
+
+        if not self.distributed:
+            return solver.meta_train_step(tasks)
+        solver.optimizer.zero_grad()
+        local = solver.accumulate_meta_gradient(tasks)
+        share = len(tasks) / meta_batch
+        gradients = [p.grad for p in solver.model.parameters() if p.grad is not None]
+        # One flat buffer, one all-reduce: the sum over ranks of share x (mean over the rank's tasks) is the
+        # mean over all tasks, whatever the shard sizes.
+        flat = torch.cat([g.flatten() for g in gradients]) * share
+        self._collective(dist.all_reduce, flat)
+        offset = 0
+        for gradient in gradients:
+            gradient.copy_(flat[offset:offset + gradient.numel()].view_as(gradient))
+            offset += gradient.numel()
+        # The reported loss and accuracy are global means too (float64, so one and N ranks log alike), and the
+        # stop flag rides along so that all ranks agree on the iteration after which to stop.
+        stats = torch.tensor([local.loss * share, local.accuracy * share, float(self._stop_requested)],
+                             dtype=torch.float64, device=flat.device)
+        self._collective(dist.all_reduce, stats)
+        solver.optimizer.step()
+        self.stop_agreed = bool(stats[2].item() > 0)
+        return StepStats(stats[0].item(), stats[1].item())
+
+    def per_task_accuracy(self, solver, tasks, progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+        """Each rank scores its shard of ``tasks``; every rank gets all accuracies, in task order."""
+        if not self.distributed:
+            return per_task_accuracy(solver, tasks, progress=progress)
+        own = self.shard(len(tasks))
+        shown = EvaluationProgress(progress, self.world_size, len(tasks)) if progress is not None else None
+        local = (per_task_accuracy(solver, tasks[own.start:own.stop], progress=shown) if len(own)
+                 else torch.zeros(0, dtype=torch.float64))
+        # all_gather wants equal sizes: pad every shard to the largest, then cut each back to its own size.
+        sizes = [len(task_shard(len(tasks), rank, self.world_size)) for rank in range(self.world_size)]
+        padded = torch.zeros(max(sizes), dtype=torch.float64, device=self.device)
+        padded[:len(local)] = local.to(padded.device)
+        gathered = [torch.empty_like(padded) for _ in range(self.world_size)]
+        self._collective(dist.all_gather, gathered, padded)
+        if shown is not None:
+            shown.finish()
+        return torch.cat([part[:size] for part, size in zip(gathered, sizes)]).cpu()
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+# -- the local launcher (omnimeta run --nproc N) -------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rank_environment(rank: int, nproc: int, port: int) -> dict:
+    """What torchrun would give local rank ``rank`` of ``nproc`` on one machine."""
+    environment = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
+                       LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # N ranks of the default thread count would oversubscribe the cores N times over.
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return environment
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def stop_ranks(processes: list, grace_s: float) -> None:
+    """Give the ranks still running ``grace_s`` to finish, then terminate them, then kill them."""
+    for stop in (None, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in processes if p.poll() is None]
+        if not alive:
+            return
+        for process in alive:
+            if stop is not None:
+                process.send_signal(stop)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+            time.sleep(0.05)
+
+
+def launch_local_ranks(rank_arguments: list, nproc: int, resume_hint: str, grace_s: float = SIBLING_GRACE_S) -> int:
+    """Run ``python -m l2l_omniglot *rank_arguments`` as ``nproc`` ranks on 127.0.0.1; return the exit status.
+
+    When a rank dies (a signal, a crash), the others are stopped within a
+    bounded time and a :class:`RankError` says which one. A rank that stops on
+    a user error or Ctrl-C has printed why (rank 0 speaks for all), so the
+    others get ``grace_s`` to stop by themselves and nothing more is said.
+    """
+    port = free_port()
+    # Each rank in a session of its own: a Ctrl-C in the terminal reaches this launcher alone, which passes
+    # exactly one SIGINT on (a rank reads a second one as "stop now").
+    processes = [subprocess.Popen([sys.executable, "-m", "l2l_omniglot", *rank_arguments],
+                                  env=rank_environment(rank, nproc, port), start_new_session=True)
+                 for rank in range(nproc)]
+    interrupted = False
+    while True:
+        try:
+            codes = [p.poll() for p in processes]
+            failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                # A rank killed by a signal is the cause; its peers' lost-contact errors are the effect.
+                rank, code = min(failed, key=lambda item: (item[1] >= 0, item[0]))
+                reported = code in (2, 130) or interrupted  # a user error or Ctrl-C: rank 0 has printed it
+                stop_ranks(processes, grace_s if reported else 0.5)
+                if reported:
+                    return 130 if interrupted else code
+                raise RankError(f"rank {rank} of {nproc} {describe_exit(code)}; the other ranks were stopped. "
+                                f"{resume_hint}")
+            if all(code == 0 for code in codes):
+                return 0
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            # The first Ctrl-C lets the ranks finish the current iteration and save; a second stops them now.
+            signal_to_send = signal.SIGINT if not interrupted else signal.SIGKILL
+            interrupted = True
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal_to_send)

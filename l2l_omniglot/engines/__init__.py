@@ -1,0 +1,26 @@
+"""Inner-loop engines for the MAML family: how a meta-batch of tasks is adapted and differentiated.
+
+Both engines compute the same thing, the meta-gradient of the mean query loss
+after ``steps`` SGD steps on each task's support set (first or second order);
+they differ in how:
+
+* ``l2l`` (the default and the reference): learn2learn's ``MAML`` wrapper,
+  one task at a time, ``clone()`` / ``adapt()`` / ``backward()``.
+* ``batched``: all tasks of the meta-batch at once with ``torch.func``
+  (``functional_call``, ``grad``, ``vmap``) on the same model.
+
+``tests/engines/test_equivalence.py`` checks that their meta-gradients and
+adapted query logits agree, and ``bench/speed.py`` times them.
+"""
+from __future__ import annotations
+
+from l2l_omniglot.engines.base import Engine
+from l2l_omniglot.engines.batched import BatchedEngine
+from l2l_omniglot.engines.learn2learn import LearnToLearnEngine
+
+ENGINES = {
+    "l2l": LearnToLearnEngine,
+    "batched": BatchedEngine,
+}
+
+__all__ = ["ENGINES", "BatchedEngine", "Engine", "LearnToLearnEngine"]

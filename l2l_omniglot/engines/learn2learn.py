@@ -1,0 +1,46 @@
+"""The reference engine: learn2learn's ``MAML`` wrapper, one task at a time.
+
+Per task, ``clone()`` puts a copy of the network in the autograd graph,
+``adapt()`` takes the inner steps, and the query loss (divided by the number
+of tasks) is back-propagated at once, so only one task's graph is alive at a
+time. This is the loop of learn2learn's own Omniglot example.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from l2l_omniglot._learn2learn import learn2learn as l2l
+from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.solvers.base import StepStats, accuracy
+
+
+class LearnToLearnEngine:
+    def __init__(self, model: torch.nn.Module, inner_lr: float, first_order: bool):
+        self.maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
+
+    def _adapted(self, support_x, support_y, steps: int, first_order: bool):
+        learner = self.maml.clone(first_order=first_order)
+        for _ in range(steps):
+            learner.adapt(F.cross_entropy(learner(support_x), support_y))
+        return learner
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
+        total_loss = total_accuracy = 0.0
+        for t in range(len(tasks)):
+            learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, self.maml.first_order)
+            logits = learner(tasks.query_x[t])
+            loss = F.cross_entropy(logits, tasks.query_y[t])
+            (loss / len(tasks)).backward()
+            total_loss += loss.item()
+            total_accuracy += accuracy(logits, tasks.query_y[t])
+        return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
+
+    def adapted_query_logits(self, tasks: TaskBatch, steps: int) -> torch.Tensor:
+        logits = []
+        for t in range(len(tasks)):
+            # First order: nothing is back-propagated from here, so no graph is kept.
+            learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, True)
+            with torch.no_grad():
+                logits.append(learner(tasks.query_x[t]))
+        return torch.stack(logits)
