@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -184,6 +185,23 @@ class Ranks:
             with contextlib.suppress(RuntimeError):  # a peer that is already gone has nothing left to say
                 dist.destroy_process_group()
 
+    @contextlib.contextmanager
+    def stop_on_interrupt(self):
+        """While inside, Ctrl-C asks the loop to stop after the current iteration (see :attr:`stop_agreed`).
+
+        A ``KeyboardInterrupt`` raised at an arbitrary point can land in a
+        finaliser, where Python prints and drops it, and the run goes on; a flag
+        read between iterations cannot be lost. A second Ctrl-C stops at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread; Ctrl-C then behaves as usual
+            return
+        previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _on_interrupt(self, signum, frame) -> None:
         # A rank stopped alone would leave its peers waiting in a collective; so the first Ctrl-C only asks,
         # every rank stops after the same iteration (see meta_train_step), and a second one stops at once.
@@ -226,7 +244,9 @@ class Ranks:
         from l2l_omniglot.solvers.base import StepStats
 
         if not self.distributed:
-            return solver.meta_train_step(tasks)
+            stats = solver.meta_train_step(tasks)
+            self.stop_agreed = self._stop_requested
+            return stats
         solver.optimizer.zero_grad()
         local = solver.accumulate_meta_gradient(tasks)
         share = len(tasks) / meta_batch

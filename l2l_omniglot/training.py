@@ -263,40 +263,41 @@ class Trainer:
         own_tasks = self.ranks.shard(config.meta_batch)
         start = time.perf_counter() - self.elapsed
         try:
-            while self.iteration < config.iterations:
-                iteration = self.iteration + 1
-                tasks = train_sampler.sample(config.seed, iteration, len(own_tasks), first=own_tasks.start)
-                step_start = time.perf_counter()
-                stats = self.ranks.meta_train_step(self.solver, tasks, config.meta_batch)
-                self.step_seconds += time.perf_counter() - step_start
-                if not math.isfinite(stats.loss):
-                    kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
-                    raise NumericalError(
-                        f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are "
-                        f"likely too high (--meta-lr {config.meta_lr}, --inner-lr {config.inner_lr}): lower them "
-                        f"and rerun.{kept}")
-                record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
-                on_step(iteration, stats, time.perf_counter() - start)
-                if iteration % config.val_every == 0 or iteration == config.iterations:
-                    score = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.val_tasks))
-                    record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
-                    on_validation(iteration, score)
-                    if score.accuracy > self.best["val_accuracy"]:
-                        self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
-                                     "state": copy.deepcopy(self.solver.state_dict())}
-                        if out_dir is not None:
-                            save_checkpoint(out_dir / "checkpoint.pt", config, self.best["state"],
-                                            iteration=iteration, val_accuracy=score.accuracy)
-                self.iteration = iteration
-                self.elapsed = time.perf_counter() - start
-                record["seconds"] = round(self.elapsed, 3)
-                if out_dir is not None:
-                    with open(out_dir / "metrics.jsonl", "a") as metrics:
-                        metrics.write(json.dumps(record) + "\n")
-                    if iteration % self.checkpoint_every == 0:
-                        self.save_state()
-                if self.ranks.stop_agreed:  # Ctrl-C on some rank: all stop here, after the same iteration
-                    raise KeyboardInterrupt
+            with self.ranks.stop_on_interrupt():
+                while self.iteration < config.iterations:
+                    iteration = self.iteration + 1
+                    tasks = train_sampler.sample(config.seed, iteration, len(own_tasks), first=own_tasks.start)
+                    step_start = time.perf_counter()
+                    stats = self.ranks.meta_train_step(self.solver, tasks, config.meta_batch)
+                    self.step_seconds += time.perf_counter() - step_start
+                    if not math.isfinite(stats.loss):
+                        kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
+                        raise NumericalError(
+                            f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are "
+                            f"likely too high (--meta-lr {config.meta_lr}, --inner-lr {config.inner_lr}): lower them "
+                            f"and rerun.{kept}")
+                    record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
+                    on_step(iteration, stats, time.perf_counter() - start)
+                    if iteration % config.val_every == 0 or iteration == config.iterations:
+                        score = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.val_tasks))
+                        record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
+                        on_validation(iteration, score)
+                        if score.accuracy > self.best["val_accuracy"]:
+                            self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
+                                         "state": copy.deepcopy(self.solver.state_dict())}
+                            if out_dir is not None:
+                                save_checkpoint(out_dir / "checkpoint.pt", config, self.best["state"],
+                                                iteration=iteration, val_accuracy=score.accuracy)
+                    self.iteration = iteration
+                    self.elapsed = time.perf_counter() - start
+                    record["seconds"] = round(self.elapsed, 3)
+                    if out_dir is not None:
+                        with open(out_dir / "metrics.jsonl", "a") as metrics:
+                            metrics.write(json.dumps(record) + "\n")
+                        if iteration % self.checkpoint_every == 0:
+                            self.save_state()
+                    if self.ranks.stop_agreed:  # Ctrl-C on some rank: all stop here, after the same iteration
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             if out_dir is None:
                 raise
