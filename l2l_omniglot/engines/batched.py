@@ -51,6 +51,10 @@ from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.solvers.base import StepStats
 
 
+#: Images per flat batch in the shared-weights pass (see BatchedEngine._shared_features).
+IMAGES_PER_CHUNK = 40
+
+
 class BatchStatNorm2d(nn.Module):
     """Batch norm with batch statistics, in elementary operations (differentiable to any order under ``vmap``)."""
 
@@ -156,11 +160,16 @@ class BatchedEngine:
         One flat channels-last batch through the network, each task normalised with its own statistics: the
         result of ``vmap`` over the tasks, without its layout copies and slow channels-first max-pool.
         """
-        tasks, per_task = x.shape[:2]
-        for norm in self._shared_norms:
-            norm.tasks = tasks
-        flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        return functional_call(self._shared_weights_model.features, features, (flat,)).view(tasks, per_task, -1)
+        per_task = x.shape[1]
+        parts = []
+        # Chunks of about IMAGES_PER_CHUNK images keep a layer's activations in cache (8 MiB for the first
+        # layer): 15-20% faster per meta-iteration than one batch of the whole meta-batch (bench/speed.py).
+        for part in x.split(max(1, IMAGES_PER_CHUNK // per_task)):
+            for norm in self._shared_norms:
+                norm.tasks = len(part)
+            flat = part.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+            parts.append(functional_call(self._shared_weights_model.features, features, (flat,)))
+        return torch.cat(parts).view(len(x), per_task, -1)
 
     def _head_loss(self, head_params, features, y):
         return F.cross_entropy(functional_call(self.model.head, head_params, (features,)), y)
