@@ -123,7 +123,10 @@ def first_meta_batch(omniglot, shard: range) -> tuple:
 
 
 def flat_gradient(solver) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in solver.model.features.parameters()])
+    # The cancelled biases' true gradient is zero; what is computed there is rounding noise, which differs
+    # with the thread count (the ranks run one thread each) and would dominate a relative error.
+    return torch.cat([p.grad.flatten() for name, p in solver.model.named_parameters()
+                      if name.startswith("features.") and name not in CANCELLED_BIASES])
 
 
 def test_unequal_shards_average_to_the_single_process_meta_gradient(omniglot, data_root, tmp_path):

@@ -17,11 +17,6 @@ from l2l_omniglot.solvers.base import StepStats, accuracy
 
 class LearnToLearnEngine:
     def __init__(self, model: torch.nn.Module, inner_lr: float, first_order: bool):
-        if first_order:
-            # Channels-last weights make every convolution's output channels-last, where CPU max-pooling is
-            # several times faster: 10-15% off a first-order step (bench/speed.py). Second order is slower so
-            # (the double backward of convolution and batch norm prefers channels-first), so it is left alone.
-            model.to(memory_format=torch.channels_last)
         self.maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
 
     def _adapted(self, support_x, support_y, steps: int, first_order: bool):
