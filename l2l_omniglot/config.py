@@ -82,7 +82,7 @@ class RunConfig:
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}")
         # Solvers without an inner loop (transfer) only have the default engine's name.
-        engines = getattr(SOLVERS.get(self.solver), "engines", ("l2l",))
+        engines = getattr(SOLVERS.get(self.solver), "engines", (RunConfig.engine,))
         if self.engine not in engines:
             raise ConfigError(f"--engine {self.engine} does not apply to {self.solver}; drop --engine")
         if self.device not in DEVICES:

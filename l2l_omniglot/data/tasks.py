@@ -160,8 +160,6 @@ class TaskSampler:
     def _one_task(self) -> TaskBatch:
         description = self.taskset.sample_task_description()
         x, y = self.taskset.get_task(description)
-        dataset_class = dict(zip(y.tolist(), (self.meta.indices_to_labels[item.index] for item in description)))
-        classes = torch.tensor([dataset_class[label] for label in range(self.ways)])
         # ConsecutiveLabels leaves each class's shots + queries images side by side, so support and query are a
         # reshape and a sort of the class blocks away: what learn2learn's partition_task returns, at a fraction
         # of its cost (it was 40% of sampling time, and sampling must stay a small part of an iteration).
@@ -171,6 +169,8 @@ class TaskSampler:
             raise RuntimeError("learn2learn's ConsecutiveLabels did not group the task's images by class")
         order = torch.argsort(y[:, 0])
         x, y = x[order], y[order]
+        per_class_items = description[::per_class]  # the description is in the images' order
+        classes = torch.tensor([self.meta.indices_to_labels[item.index] for item in per_class_items])[order]
         sx, qx = x[:, :self.shots].flatten(0, 1), x[:, self.shots:].flatten(0, 1)
         sy, qy = y[:, :self.shots].flatten(), y[:, self.shots:].flatten()
         return TaskBatch(sx[None], sy[None], qx[None], qy[None], classes[None])

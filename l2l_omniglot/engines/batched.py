@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from l2l_omniglot.data.tasks import TaskBatch
-from l2l_omniglot.solvers.base import StepStats
+from l2l_omniglot.solvers.base import StepStats, accuracy
 
 
 #: Images per flat batch in the shared-weights pass (see BatchedEngine._shared_features).
@@ -112,12 +112,11 @@ class _PerTaskBatchNormFunction(torch.autograd.Function):
                 None, None)
 
 
-class PerTaskBatchNorm2d(nn.Module):
+class PerTaskBatchNorm2d(BatchStatNorm2d):
     """Batch norm over a flat batch of ``tasks`` equal groups, each normalised with its own statistics."""
 
     def __init__(self, norm: nn.BatchNorm2d):
-        super().__init__()
-        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+        super().__init__(norm)
         self.tasks = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,12 +145,9 @@ class BatchedEngine:
         self._shared_norms = [m for m in self._shared_weights_model.modules() if isinstance(m, PerTaskBatchNorm2d)]
 
     # -- the model as functions of its parameters ------------------------------------------------------
-    def _logits(self, module, params: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(module, params, (x,))
-
     def _support_loss(self, module):
         def loss(params, x, y):
-            return F.cross_entropy(self._logits(module, params, x), y)
+            return F.cross_entropy(functional_call(module, params, (x,)), y)
         return loss
 
     def _shared_features(self, features: dict, x: torch.Tensor) -> torch.Tensor:
@@ -211,13 +207,11 @@ class BatchedEngine:
         module = self.model if first_order else self._second_order_model
         inner_gradient = grad(self._support_loss(module))
         for _ in range(done, steps):
-            if first_order:
-                gradients = vmap(inner_gradient, in_dims=(in_dims, 0, 0))(
-                    {name: p.detach() for name, p in fast.items()}, tasks.support_x, tasks.support_y)
-            else:
-                gradients = vmap(inner_gradient, in_dims=(in_dims, 0, 0))(fast, tasks.support_x, tasks.support_y)
+            # First order: the inner gradient is a constant of the meta-gradient, so no graph is recorded for it.
+            at = {name: p.detach() for name, p in fast.items()} if first_order else fast
+            gradients = vmap(inner_gradient, in_dims=(in_dims, 0, 0))(at, tasks.support_x, tasks.support_y)
             fast, in_dims = self._step(fast, in_dims, gradients)
-        return vmap(lambda p, x: self._logits(self.model, p, x), in_dims=(in_dims, 0))(fast, tasks.query_x)
+        return vmap(lambda p, x: functional_call(self.model, p, (x,)), in_dims=(in_dims, 0))(fast, tasks.query_x)
 
     # -- the Engine interface --------------------------------------------------------------------------
     def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
@@ -225,9 +219,7 @@ class BatchedEngine:
         labels = tasks.query_y
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
         loss.backward()
-        with torch.no_grad():
-            accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
-        return StepStats(loss.item(), accuracy)
+        return StepStats(loss.item(), accuracy(logits, labels))
 
     def adapted_query_logits(self, tasks: TaskBatch, steps: int) -> torch.Tensor:
         with torch.no_grad():  # torch.func.grad still differentiates inside; nothing outside is recorded
