@@ -162,7 +162,7 @@ class TaskSampler:
         x, y = self.taskset.get_task(description)
         # ConsecutiveLabels leaves each class's shots + queries images side by side, so support and query are a
         # reshape and a sort of the class blocks away: what learn2learn's partition_task returns, at a fraction
-        # of its cost (it was 40% of sampling time, and sampling must stay a small part of an iteration).
+        # of its cost (sampling must stay a small part of an iteration).
         per_class = self.shots + self.queries
         x, y = x.view(self.ways, per_class, *x.shape[1:]), y.view(self.ways, per_class)
         if not torch.equal(y, y[:, :1].expand(-1, per_class)):

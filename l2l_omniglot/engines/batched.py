@@ -159,7 +159,7 @@ class BatchedEngine:
         per_task = x.shape[1]
         parts = []
         # Chunks of about IMAGES_PER_CHUNK images keep a layer's activations in cache (8 MiB for the first
-        # layer): 15-20% faster per meta-iteration than one batch of the whole meta-batch (bench/speed.py).
+        # layer), which is faster than one batch of the whole meta-batch (bench/speed.py runs in docs/results.md).
         for part in x.split(max(1, IMAGES_PER_CHUNK // per_task)):
             for norm in self._shared_norms:
                 norm.tasks = len(part)
