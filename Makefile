@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WHEELDIR ?= $(HOME)/.cache/omnimeta/wheels
+# Where `make wheelhouse` writes the wheels another project installs omnimeta from.
+WHEELHOUSE ?= dist/wheelhouse
 SHARED_DATA := ../shared/omniglot
 # Use the project's local copy of Omniglot when it sits beside the checkout;
 # otherwise let `make run` fetch the canonical archives (checksummed).
@@ -15,7 +17,7 @@ DATA_ARGS := --download
 endif
 RUN_ARGS ?=
 
-.PHONY: install run test clean docs
+.PHONY: install run test clean docs wheelhouse
 
 install: $(STAMP)
 
@@ -33,8 +35,13 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# omnimeta's wheel and the learn2learn 0.2.0 wheel built for .venv's Python, for
+# `pip install -c constraints.txt --find-links dist/wheelhouse omnimeta` elsewhere.
+wheelhouse: install
+	tools/build-wheelhouse $(BIN)/python $(WHEELDIR) $(WHEELHOUSE)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info
 
 docs: install
 	$(BIN)/python tools/cli_docs.py

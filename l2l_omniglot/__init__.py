@@ -13,19 +13,23 @@ if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
     # torch's C++ connection-retry logs would bury them. Read when torch loads, so it is set first.
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
 
-from l2l_omniglot.config import RunConfig, resolve_config
+from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data import (TaskBatch, TaskSampler, download_omniglot, fixed_tasks, load_omniglot, make_split,
                                phase_samplers)
 from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError
 from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers import SOLVERS, Solver, make_solver
-from l2l_omniglot.training import Benchmark, train_and_evaluate
+from l2l_omniglot.solvers import (SOLVERS, BaseSolver, Solver, SolverOptions, make_solver, option, register_solver,
+                                  resolve_config)
+from l2l_omniglot.training import (Benchmark, RunCallbacks, RunRequest, Trainer, resume_training, run_training,
+                                   train_and_evaluate)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Benchmark", "ConfigError", "ConvNet", "DataError", "OmnimetaError", "PairedDifference", "RunConfig", "SOLVERS",
-    "Score", "Solver", "TaskBatch", "TaskSampler", "download_omniglot", "fixed_tasks", "load_omniglot",
-    "make_solver", "make_split", "per_task_accuracy", "phase_samplers", "resolve_config", "train_and_evaluate",
+    "BaseSolver", "Benchmark", "ConfigError", "ConvNet", "DataError", "OmnimetaError", "PairedDifference",
+    "RunCallbacks", "RunConfig", "RunRequest", "SOLVERS", "Score", "Solver", "SolverOptions", "TaskBatch",
+    "TaskSampler", "Trainer", "download_omniglot", "fixed_tasks", "load_omniglot", "make_solver", "make_split",
+    "option", "per_task_accuracy", "phase_samplers", "register_solver", "resolve_config", "resume_training",
+    "run_training", "train_and_evaluate",
 ]

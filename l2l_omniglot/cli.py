@@ -15,20 +15,22 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
-from l2l_omniglot.checkpoint import load_checkpoint
-from l2l_omniglot.config import DEVICES, LR_SCHEDULES, RunConfig, resolve_config
-from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot, resolve_root
+from l2l_omniglot.compare import compare_rows, curves, score_runs, train_isolated
+from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, MAX_SEED, RunConfig
+from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
-from l2l_omniglot.engines import ENGINES
-from l2l_omniglot.distributed import (BACKENDS, DEFAULT_TIMEOUT_S, Ranks, check_splittable, choose_backend,
-                                      launch_local_ranks, launched_as_rank, reports_error)
-from l2l_omniglot.errors import OmnimetaError
-from l2l_omniglot.solvers import SOLVERS
-from l2l_omniglot.solvers.transfer import TRANSFER_MODES
-from l2l_omniglot.training import Interrupted, Trainer, check_out_dir, load_saved_state
+from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, choose_backend, reports_error
+from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR
+from l2l_omniglot.reporting import compare_table, write_compare_files
+from l2l_omniglot.scoring import BENCHMARKS, evaluate_run, predict_folder
+from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
+from l2l_omniglot.training import (Interrupted, RunCallbacks, RunRequest, check_out_dir, load_saved_state,
+                                   run_training)
 
 console = Console(stderr=True)
 
@@ -58,7 +60,7 @@ class OneLineErrors(click.Group):
         except click.ClickException as error:
             fail(f"Error: {error.format_message()}", error, error.exit_code)
         except Interrupted as error:
-            fail(str(error), error, 130)
+            fail(str(error), error, error.exit_code)
         except OmnimetaError as error:
             fail(f"Error: {error}", error, error.exit_code)
         except (click.Abort, KeyboardInterrupt) as error:
@@ -105,8 +107,8 @@ def open_omniglot(data_root, download: bool = False):
 def cli():
     """omnimeta: few-shot classification on Omniglot with learn2learn.
 
-    Meta-train transfer, FO-MAML or MAML solvers, score them on fixed test tasks
-    and compare them side by side.
+    Meta-train few-shot solvers (built-in or plugins: `omnimeta solvers`), score
+    them on fixed test tasks and compare them side by side.
     """
 
 
@@ -147,7 +149,7 @@ def data_info(data_root, download, as_json):
         summary = s.summary()
         table.add_row(s.name, *(f"{summary[k]:,}" for k in ("alphabets", "characters", "images")))
     out.print(table)
-    splits = Table(title="Splits (characters)")
+    splits = Table(title="Splits (classes)")
     for column in ("split", "train", "val", "test"):
         splits.add_column(column, justify="left" if column == "split" else "right")
     for name, sizes in info["splits"].items():
@@ -158,51 +160,117 @@ def data_info(data_root, download, as_json):
     out.print(f"load time: {seconds:.2f} s")
 
 
-def default_help(key: str) -> str:
+# -- shared settings and solver options --------------------------------------------------------------
+def shared_default_help(key: str) -> str:
     """`` [default: V; solver W ...]`` from RunConfig and the solvers' own defaults, so help cannot drift."""
-    def shown(value):
-        return ("zero" if value else "learned") if key == "zero_head" else value
+    own = []
+    for name in SOLVERS:
+        try:
+            defaults = SOLVERS[name].defaults
+        except ConfigError:
+            continue  # a broken plugin is reported when it is used, not in everyone's --help
+        if key in defaults:
+            own.append(f"{name} {defaults[key]}")
+    return f" [default: {getattr(RunConfig(), key)}" + ("; " + ", ".join(own) if own else "") + "]"
 
-    own = [f"{name} {shown(cls.defaults[key])}" for name, cls in SOLVERS.items() if key in cls.defaults]
-    own += [f"{name} {mode} mode {shown(values[key])}" for name, cls in SOLVERS.items()
-            for mode, values in getattr(cls, "mode_defaults", {}).items() if key in values]
-    return f" [default: {shown(getattr(RunConfig(), key))}" + ("; " + ", ".join(own) if own else "") + "]"
+
+def solver_flags() -> dict:
+    """Flags that solvers keep for their options (``--inner-lr``): click parameter name -> spec and users."""
+    flags = {}
+    for name in SOLVERS:
+        try:
+            specs = SOLVERS[name].Options.specs()
+        except ConfigError:
+            continue
+        for spec in specs:
+            if spec.flag:
+                declaration = spec.flag.split("/")[0].lstrip("-").replace("-", "_")
+                entry = flags.setdefault(declaration, {"spec": spec, "solvers": {}})
+                entry["solvers"][name] = spec
+    return flags
+
+
+def solver_flag_options(flags: dict) -> list:
+    options = []
+    for param, entry in flags.items():
+        spec = entry["spec"]
+        users = entry["solvers"]
+        defaults = ", ".join(f"{name} {'auto' if s.default is None else s.default}" for name, s in users.items())
+        text = f"{spec.help} Solver option {spec.name} of {', '.join(users)} [default: {defaults}]."
+        if "/" in spec.flag:
+            options.append(click.option(spec.flag, param, default=None, help=text))
+        else:
+            kind = click.Choice(spec.choices) if spec.choices else {int: int, float: float, str: str}[spec.type]
+            options.append(click.option(spec.flag, param, type=kind, default=None, help=text))
+    return options
+
+
+SOLVER_FLAGS = solver_flags()
+
+
+def parse_option_values(values: tuple) -> dict:
+    """``--option NAME=VALUE`` (or ``SOLVER.NAME=VALUE``) as ``{(solver or None, name): value}``."""
+    parsed = {}
+    for item in values:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE (see `omnimeta solvers` for the options)",
+                                     param_hint="--option")
+        solver, dot, option = name.strip().rpartition(".")
+        parsed[(solver if dot else None, option)] = value
+    return parsed
+
+
+def solver_options(solvers: list, flag_values: dict, option_values: dict) -> dict:
+    """Each solver's own options from the kept flags and ``--option``; a value no solver takes is an error."""
+    chosen = {name: {} for name in solvers}
+    for param, value in flag_values.items():
+        takers = [name for name in solvers if name in SOLVER_FLAGS[param]["solvers"]]
+        flag = SOLVER_FLAGS[param]["spec"].flag
+        if not takers:
+            raise ConfigError(f"{flag} does not apply to {', '.join(solvers)}; drop it (`omnimeta solvers` lists "
+                              f"each solver's options)")
+        for name in takers:
+            chosen[name][SOLVER_FLAGS[param]["solvers"][name].name] = value
+    for (target, option), value in option_values.items():
+        if target is not None and target not in chosen:
+            raise ConfigError(f"--option {target}.{option}: {target} is not among the solvers here "
+                              f"({', '.join(solvers)})")
+        takers = [target] if target else [n for n in solvers if option in {s.name for s in SOLVERS[n].Options.specs()}]
+        if not takers:
+            takers = solvers  # let the solver name what it does accept
+        for name in takers:
+            chosen[name][option] = value
+    return chosen
 
 
 def run_options(function):
     """The training options shared by ``run`` and ``compare`` (their names are a contract)."""
+    def shared(name: str, kind, text: str, **extra):
+        return click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None,
+                            help=text + shared_default_help(name), **extra)
+
+    positive = click.IntRange(min=1)
     options = [
-        click.option("--ways", type=int, default=None, help="Classes per task." + default_help("ways")),
-        click.option("--shots", type=int, default=None, help="Support images per class." + default_help("shots")),
-        click.option("--queries", type=int, default=None, help="Query images per class." + default_help("queries")),
-        click.option("--meta-batch", type=int, default=None, help="Tasks per meta-iteration." + default_help("meta_batch")),
-        click.option("--iterations", type=int, default=None,
-                     help="Meta-iterations." + default_help("iterations")),
-        click.option("--inner-lr", type=float, default=None,
-                     help="Inner-loop (adaptation / fine-tuning) learning rate." + default_help("inner_lr")),
-        click.option("--meta-lr", type=float, default=None, help="Adam learning rate of the outer loop." + default_help("meta_lr")),
-        click.option("--train-inner-steps", type=int, default=None, help="Adaptation steps while meta-training." + default_help("train_inner_steps")),
-        click.option("--test-inner-steps", type=int, default=None,
-                     help="Adaptation steps at validation and test." + default_help("test_inner_steps")),
-        click.option("--split", type=click.Choice(SPLITS), default=None, help="Character split." + default_help("split")),
-        click.option("--augment", type=click.Choice(AUGMENTS), default=None,
-                     help="Meta-train augmentation; rotate adds 90/180/270-degree classes." + default_help("augment")),
-        click.option("--eval-tasks", type=int, default=None, help="Fixed test tasks." + default_help("eval_tasks")),
-        click.option("--val-tasks", type=int, default=None, help="Fixed validation tasks." + default_help("val_tasks")),
-        click.option("--val-every", type=int, default=None, help="Validate every N iterations." + default_help("val_every")),
-        click.option("--seed", type=int, default=None, help="Seed of the training task stream and weights." + default_help("seed")),
-        click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train." + default_help("device")),
-        click.option("--transfer-mode", type=click.Choice(TRANSFER_MODES), default=None,
-                     help="transfer only: pre-train on all classes, or on task-local labels (HW15)." + default_help("transfer_mode")),
-        click.option("--zero-head/--learned-head", default=None,
-                     help="fomaml/maml: start every task from a zero head instead of a meta-learned one."
-                          + default_help("zero_head")),
-        click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
-                     help="fomaml/maml: adapt tasks one at a time with learn2learn (l2l), or all at once with "
-                          "torch.func (batched)." + default_help("engine")),
-        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
-                     help="Meta learning rate: cosine-annealed to zero over the run, or constant."
-                          + default_help("lr_schedule")),
+        shared("ways", click.IntRange(min=2), "Classes per task."),
+        shared("shots", positive, "Support images per class."),
+        shared("queries", positive, "Query images per class."),
+        shared("meta_batch", positive, "Tasks per meta-iteration."),
+        shared("iterations", positive, "Meta-iterations."),
+        shared("meta_lr", click.FloatRange(min=0), "Adam learning rate of the outer loop."),
+        shared("lr_schedule", click.Choice(LR_SCHEDULES), "Meta learning rate: cosine-annealed to zero over the "
+                                                          "run, or constant."),
+        shared("split", click.Choice(SPLITS), "Class split."),
+        shared("augment", click.Choice(AUGMENTS), "Meta-train augmentation; rotate adds 90/180/270-degree classes."),
+        shared("eval_tasks", click.IntRange(1, MAX_EVALUATION_TASKS), "Fixed test tasks."),
+        shared("val_tasks", click.IntRange(1, MAX_EVALUATION_TASKS), "Fixed validation tasks."),
+        shared("val_every", positive, "Validate every N iterations."),
+        shared("seed", click.IntRange(0, MAX_SEED), "Seed of the training task stream and weights."),
+        shared("device", click.Choice(DEVICES), "Where to train."),
+        *solver_flag_options(SOLVER_FLAGS),
+        click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
+                     help="A solver's own option (repeatable); `omnimeta solvers` lists them. In compare, "
+                          "SOLVER.NAME=VALUE sets it for one solver only."),
         data_root_option,
         click.option("--download", is_flag=True, help="Fetch the canonical Omniglot archives first if missing."),
     ]
@@ -211,39 +279,71 @@ def run_options(function):
     return function
 
 
-TRAINING_KEYS = ("ways", "shots", "queries", "meta_batch", "iterations", "inner_lr", "meta_lr", "train_inner_steps",
-                 "test_inner_steps", "split", "augment", "eval_tasks", "val_tasks", "val_every", "seed", "device",
-                 "transfer_mode", "zero_head", "lr_schedule", "engine")
+def configs_from_options(solvers: list, training: dict) -> list:
+    """One resolved RunConfig per solver from the parsed shared settings, kept flags and ``--option``."""
+    shared = {name: training.pop(name) for name in RunConfig.shared_names() if name in training}
+    option_values = parse_option_values(training.pop("option_values"))
+    flags = {param: training.pop(param) for param in SOLVER_FLAGS if training.get(param) is not None}
+    own = solver_options(solvers, flags, option_values)
+    return [resolve_config(name, options=own[name], **shared) for name in solvers]
+
+
+def given_training_options(training: dict) -> list:
+    """The training options a user typed (to refuse them where they would be ignored)."""
+    given = [name for name in RunConfig.shared_names() if training.get(name) is not None]
+    given += [param for param in SOLVER_FLAGS if training.get(param) is not None]
+    given += ["option"] if training.get("option_values") else []
+    return ["--" + name.replace("_", "-") for name in given]
 
 
 def default_out_dir(solver: str) -> Path:
     return Path("runs") / f"{solver}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def train_with_progress(trainer) -> dict:
-    """Run a :class:`~l2l_omniglot.training.Trainer` under rich progress bars (loss, accuracy, it/s)."""
-    config = trainer.config
-    with progress_bar(TextColumn("{task.fields[status]}")) as progress:
-        train = progress.add_task(f"meta-train {config.solver}", total=config.iterations,
-                                  completed=trainer.iteration, status="")
-        shown = {"val": "-"}
-        first_iteration, start = trainer.iteration, time.perf_counter()
+class ProgressBars(RunCallbacks):
+    """A run's progress as rich bars: decoding, meta-training (loss, accuracy, it/s), meta-testing."""
 
-        def on_step(iteration, stats, seconds):
-            speed = (iteration - first_iteration) / max(time.perf_counter() - start, 1e-9)
-            progress.update(train, completed=iteration, status=f"loss {stats.loss:.3f}  acc {stats.accuracy:.3f}  "
-                                                               f"val {shown['val']}  {speed:.2f} it/s")
+    def __init__(self):
+        self.progress = None
 
-        def on_validation(iteration, score):
-            shown["val"] = f"{score.accuracy:.3f}"
+    def _bars(self) -> Progress:
+        if self.progress is None:
+            self.progress = progress_bar(TextColumn("{task.fields[status]}"))
+            self.progress.start()
+        return self.progress
 
-        def on_eval_start(tasks):
-            shown["eval"] = progress.add_task("meta-test", total=tasks, status="")
+    def on_decode(self, done: int, total: int) -> None:
+        bars = self._bars()
+        if not hasattr(self, "decode"):
+            self.decode = bars.add_task("decode Omniglot (once, then cached)", total=total, status="")
+        bars.update(self.decode, completed=done, total=total)
 
-        def on_eval_progress(done):
-            progress.advance(shown["eval"], done)
+    def on_start(self, trainer) -> None:
+        config = trainer.config
+        self.val = "-"
+        self.first_iteration, self.start = trainer.iteration, time.perf_counter()
+        self.train = self._bars().add_task(f"meta-train {config.solver}", total=config.iterations,
+                                           completed=trainer.iteration, status="")
 
-        return trainer.run(on_step, on_validation, on_eval_start, on_eval_progress)
+    def on_step(self, iteration, stats, seconds) -> None:
+        speed = (iteration - self.first_iteration) / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.train, completed=iteration, status=f"loss {stats.loss:.3f}  acc "
+                                                                     f"{stats.accuracy:.3f}  val {self.val}  "
+                                                                     f"{speed:.2f} it/s")
+
+    def on_validation(self, iteration, score) -> None:
+        self.val = f"{score.accuracy:.3f}"
+
+    def on_eval_start(self, tasks) -> None:
+        self.eval = self.progress.add_task("meta-test", total=tasks, status="")
+
+    def on_eval_progress(self, done) -> None:
+        self.progress.advance(self.eval, done)
+
+    def on_finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def result_table(rows: list, title: str) -> Table:
@@ -251,111 +351,105 @@ def result_table(rows: list, title: str) -> Table:
     for column in ("solver", "iterations", "train time", "val acc", "test acc (95% CI)", "test tasks"):
         table.add_column(column, justify="left" if column == "solver" else "right")
     for row in rows:
-        name = row["solver"] + (f" ({row['transfer_mode']})" if row.get("transfer_mode") else "")
-        table.add_row(name, str(row["iterations"]), f"{row['train_seconds']:.0f} s", f"{row['val_accuracy']:.4f}",
-                      f"{row['test_accuracy']:.4f} ± {row['test_ci95']:.4f}", str(row["test_tasks"]))
+        table.add_row(row.get("label", row["solver"]), str(row["iterations"]), f"{row['train_seconds']:.0f} s",
+                      f"{row['val_accuracy']:.4f}", f"{row['test_accuracy']:.4f} ± {row['test_ci95']:.4f}",
+                      str(row["test_tasks"]))
     return table
 
 
 @cli.command()
 @click.option("--solver", type=click.Choice(list(SOLVERS)), default="fomaml", show_default=True,
-              help="Which solver to meta-train.")
+              help="Which solver to meta-train (`omnimeta solvers` lists them with their options).")
 @run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Run folder. [default: runs/<solver>-<date>-<time>]")
 @click.option("--force", is_flag=True, help="Allow writing into a folder that already holds a run (replacing it).")
-@click.option("--checkpoint-every", type=int, default=100, show_default=True,
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Save the resumable state (state.pt) every N iterations.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
-              help="Continue the run in this folder from its saved state, with its own config.")
-@click.option("--nproc", type=click.IntRange(min=1), default=None,
-              help="Train data-parallel on N processes of this machine (torch.distributed); the result equals "
-                   "one process's. Under torchrun leave it out. See docs/distributed.md. [default: 1]")
+              help="Continue the run in this folder from its saved state, with its own config and data.")
+@click.option("--nproc", type=click.IntRange(1, 256), default=None,
+              help="Train data-parallel on N processes of this machine (PyTorch's elastic launcher); the result "
+                   "equals one process's. Under torchrun leave it out. See docs/distributed.md. [default: 1]")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --nproc: restart the ranks up to K times when one dies; they continue from the last "
+                   "saved state (see --checkpoint-every).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="torch.distributed backend for several ranks: auto is nccl on GPUs (one per rank), gloo on the CPU.")
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_S,
               show_default=True,
               help="Seconds a rank waits for the rendezvous, or for the other ranks, before it stops with an error.")
 @json_option
-def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, backend, dist_timeout, as_json, data_root,
-        download, **training):
+def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restarts, backend, dist_timeout, as_json,
+        data_root, download, **training):
     """Meta-train a solver, keep its best validated state and score it on the fixed test tasks.
 
     The run folder gets config.json, metrics.jsonl, checkpoint.pt (best validated
-    state), state.pt (resumable) and result.json. A run stopped by Ctrl-C or a
+    state), state.pt (resumable) and result.json. A run stopped by Ctrl-C, SIGTERM or a
     crash continues with --resume RUN_DIR and ends with the same numbers.
     """
+    nproc = nproc or 1
+    if max_restarts and nproc == 1:
+        raise click.UsageError("--max-restarts restarts the ranks of --nproc N (N >= 2); add --nproc or drop it")
     if resume_dir is not None:
-        given = [k for k in TRAINING_KEYS if training[k] is not None]
-        if given or out_dir is not None:
-            options = ", ".join("--" + k.replace("_", "-") for k in given + (["out"] if out_dir else []))
-            raise click.UsageError(f"--resume continues with the run's own config; drop {options}")
+        given = given_training_options(training) + (["--out"] if out_dir is not None else [])
+        if given:
+            raise click.UsageError(f"--resume continues with the run's own config; drop {', '.join(given)}")
         config, _ = load_saved_state(resume_dir)
-        out_dir = resume_dir
+        request = RunRequest(resume_dir, resume=True, checkpoint_every=checkpoint_every,
+                             data_root=str(data_root) if data_root else None)
     else:
-        config = resolve_config(solver, **{k: training[k] for k in TRAINING_KEYS})
-        out_dir = out_dir or default_out_dir(solver)
-    if nproc is not None and nproc > 1:
-        return launch_ranks(nproc, config, backend, out_dir, force, resume_dir, data_root, download)
-    ranks = Ranks.join(config.device, backend, dist_timeout)
-    try:
-        # Rank 0 loads (or fetches and decodes) the data first, so that the others find it cached.
-        omniglot = ranks.agree(lambda: open_omniglot(data_root, download) if ranks.is_main else None)
-
-        def build_trainer():
-            data = omniglot if omniglot is not None else load_omniglot(data_root)
-            if resume_dir is not None:
-                return Trainer.resume(resume_dir, data, checkpoint_every, ranks)
-            return Trainer(config, data, out_dir, force, checkpoint_every, ranks)
-
-        trainer = ranks.agree(build_trainer)
-        result = train_with_progress(trainer) if ranks.is_main else trainer.run()
-    finally:
-        ranks.close()
-    if not ranks.is_main:
+        (config,) = configs_from_options([solver], training)
+        request = RunRequest(out_dir or default_out_dir(solver), config, force=force,
+                             checkpoint_every=checkpoint_every, data_root=str(data_root) if data_root else None)
+    request.nproc, request.max_restarts, request.backend, request.dist_timeout = nproc, max_restarts, backend, \
+        dist_timeout
+    if nproc > 1:
+        choose_backend(config.device, backend, local_rank=nproc - 1)
+    if download:
+        open_omniglot(data_root, download=True)
+    result = run_training(request, ProgressBars())
+    if result is None:  # a rank other than 0 under torchrun
         return
     if as_json:
         emit_json(result)
         return
     stdout_console().print(result_table([result], f"{config.ways}-way {config.shots}-shot, {config.split} split, "
-                                           f"meta-test on {result['test_tasks']} fixed tasks"))
-    stdout_console().print(f"run saved in {out_dir}")
+                                                  f"meta-test on {result['test_tasks']} fixed tasks"))
+    stdout_console().print(f"run saved in {request.out_dir}")
 
 
-def rank_command_line(dropped: tuple, **replaced) -> list:
-    """This command's parsed options as a command line again, minus ``dropped``, for the ranks to run."""
-    context = click.get_current_context()
-    arguments = [context.info_name]
-    for param in context.command.params:
-        if not isinstance(param, click.Option) or param.name in dropped:
+@cli.command("solvers")
+@json_option
+def solvers_command(as_json):
+    """List every installed solver: its package, idea, paper and options with their defaults."""
+    described = describe_solvers()
+    if as_json:
+        emit_json(described)
+        return
+    out = stdout_console()
+    for row in described:
+        if "error" in row:
+            out.print(f"[bold red]{row['name']}[/] ({row['package']}): {row['error']}")
             continue
-        value = replaced.get(param.name, context.params[param.name])
-        if param.is_flag and param.secondary_opts and value is not None:
-            arguments.append(param.opts[0] if value else param.secondary_opts[0])
-        elif param.is_flag:
-            arguments += [param.opts[0]] if value else []
-        elif value is not None:
-            arguments += [param.opts[0], str(value)]
-    return arguments
-
-
-def launch_ranks(nproc, config, backend, out_dir, force, resume_dir, data_root, download) -> int:
-    """``run --nproc N``: check what can be checked once, then run N ranks of this same command on this machine."""
-    if launched_as_rank():
-        raise click.UsageError("--nproc starts its own ranks; under torchrun leave it out")
-    check_splittable(config, nproc)
-    choose_backend(config.device, backend, local_rank=nproc - 1)
-    if resume_dir is None:
-        check_out_dir(out_dir, force)
-    open_omniglot(data_root, download)  # a missing data set fails here once; a first load decodes it once for all
-    arguments = rank_command_line(("nproc", "download"), out_dir=None if resume_dir else out_dir)
-    return launch_local_ranks(arguments, nproc, f"The last saved state is in {out_dir}; continue with: "
-                                                f"omnimeta run --resume {out_dir} --nproc {nproc}")
+        out.print(f"[bold]{row['name']}[/] ({row['package']}): {row['description']}")
+        if row["paper"]:
+            out.print(f"  paper: {row['paper']}")
+        if row["defaults"]:
+            out.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for column in ("option", "type", "default", "flag", "what"):
+            table.add_column(column)
+        for spec in row["options"]:
+            kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
+            table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
+                          spec["flag"] or "", escape(spec["help"]))
+        if row["options"]:
+            out.print(table)
+        out.print()
 
 
 def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
-    from l2l_omniglot.compare import score_runs
-
     with progress_bar() as progress:
         task = progress.add_task("score on the fixed test tasks", total=None)
         return score_runs(run_dirs, omniglot, eval_tasks, device, lambda done: progress.advance(task, done))
@@ -377,10 +471,6 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
     Prints one table (with each solver's paired difference to the best) and writes
     compare.json, compare.csv, compare.md and curves.png to --out.
     """
-    from l2l_omniglot.compare import compare_rows, curves, train_isolated
-    from l2l_omniglot.reporting import compare_table, write_compare_files
-    from l2l_omniglot.training import check_out_dir
-
     names = [name.strip() for name in solvers.split(",") if name.strip()] if not run_dirs else []
     for name in names:
         if name not in SOLVERS:
@@ -388,7 +478,8 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
                                      param_hint="--solvers")
     if (out_dir / "compare.json").exists() and not force:
         raise click.UsageError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
-    configs = [resolve_config(name, **{k: training[k] for k in TRAINING_KEYS}) for name in names]
+    eval_tasks = training.get("eval_tasks")
+    configs = configs_from_options(names, training)
     for config in configs:
         check_out_dir(out_dir / config.solver, force)
     omniglot = open_omniglot(data_root, download)
@@ -402,7 +493,7 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
     all_runs = trained + list(run_dirs)
     if not all_runs:
         raise click.UsageError("nothing to compare: give --solvers or --runs")
-    scored = scores_with_progress(all_runs, omniglot, training["eval_tasks"])
+    scored = scores_with_progress(all_runs, omniglot, eval_tasks)
     rows = compare_rows(scored)
     reference = scored[0].config
     title = (f"{reference.ways}-way {reference.shots}-shot, {reference.split} split, "
@@ -417,54 +508,38 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--eval-tasks", type=int, default=None, help="Fixed test tasks. [default: the run's]")
-@click.option("--shots", type=int, default=None, help="Support images per class. [default: the run's]")
-@click.option("--benchmark", type=click.Choice(["tasks", "lake20"]), default="tasks", show_default=True,
+@click.option("--eval-tasks", type=click.IntRange(1, MAX_EVALUATION_TASKS), default=None,
+              help="Fixed test tasks (tasks benchmark). [default: the run's]")
+@click.option("--shots", type=click.IntRange(min=1), default=None,
+              help="Support images per class (tasks benchmark). [default: the run's]")
+@click.option("--benchmark", type=click.Choice(BENCHMARKS), default="tasks", show_default=True,
               help="tasks: the fixed test tasks; lake20: Lake's 20-way one-shot runs (all_runs.zip).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @data_root_option
 @json_option
 def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
     """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
-    from l2l_omniglot.compare import load_solver
-    from l2l_omniglot.data.testsets import read_lake_runs
-    from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR, Score, per_task_accuracy
-    from l2l_omniglot.training import Benchmark
-
     omniglot = open_omniglot(data_root)
-    config, solver = load_solver(run_dir, device, omniglot)
-    if benchmark == "lake20":
-        runs = read_lake_runs(resolve_root(data_root) / "all_runs.zip", config.image_size)
-        per_run = per_task_accuracy(solver, runs.tasks)
-        errors = {name: 1.0 - float(acc) for name, acc in zip(runs.names, per_run)}
-        report = {"benchmark": "lake20", "per_run_error": errors, "error": 1.0 - float(per_run.mean()),
-                  "human_error": HUMAN_LAKE20_ERROR, "runs": len(errors)}
-        if as_json:
-            emit_json(report)
-            return
-        table = Table(title=f"Lake's 20-way one-shot runs: {config.solver} ({run_dir})")
-        table.add_column("run")
-        table.add_column("error", justify="right")
-        for name, error in errors.items():
-            table.add_row(name, f"{error:.1%}")
-        table.add_row("[bold]overall", f"[bold]{report['error']:.1%}")
-        table.add_row("human (Lake et al. 2015)", f"{HUMAN_LAKE20_ERROR:.1%}")
-        stdout_console().print(table)
-        return
-    shape = RunConfig.from_dict({**config.to_dict(), "shots": shots or config.shots,
-                                 "eval_tasks": eval_tasks or config.eval_tasks})
-    shape.validate()
-    tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
     with progress_bar() as progress:
-        task = progress.add_task("evaluate", total=len(tasks))
-        score = Score.of(per_task_accuracy(solver, tasks, progress=lambda done: progress.advance(task, done)))
-    report = {"solver": config.solver, "ways": shape.ways, "shots": shape.shots, "split": shape.split,
-              "test_accuracy": score.accuracy, "test_ci95": score.ci95, "test_tasks": score.tasks}
+        task = progress.add_task(f"evaluate ({benchmark})", total=None)
+        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device,
+                              progress=lambda done: progress.advance(task, done))
     if as_json:
         emit_json(report)
         return
-    stdout_console().print(f"{config.solver} on {score.tasks} fixed {shape.ways}-way {shape.shots}-shot test tasks: "
-                    f"[bold]{score.accuracy:.4f} ± {score.ci95:.4f}[/bold] (95% CI)")
+    if benchmark == "lake20":
+        table = Table(title=f"Lake's 20-way one-shot runs: {report['label']} ({run_dir})")
+        table.add_column("run")
+        table.add_column("error", justify="right")
+        for name, error in report["per_run_error"].items():
+            table.add_row(name, f"{error:.1%}")
+        table.add_row("[bold]overall", f"[bold]{report['error']:.1%} ± {report['error_ci95']:.1%}")
+        table.add_row("human (Lake et al. 2015)", f"{HUMAN_LAKE20_ERROR:.1%}")
+        stdout_console().print(table)
+        return
+    stdout_console().print(f"{report['label']} on {report['test_tasks']} fixed {report['ways']}-way "
+                           f"{report['shots']}-shot test tasks: [bold]{report['test_accuracy']:.4f} ± "
+                           f"{report['test_ci95']:.4f}[/bold] (95% CI)")
 
 
 @cli.command()
@@ -479,28 +554,15 @@ def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
 @json_option
 def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
     """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""
-    from l2l_omniglot.compare import load_solver
-    from l2l_omniglot.data.testsets import read_answers, read_hw15_folder, write_submission
-
     if output.exists() and not force:
         raise click.UsageError(f"{output} exists; choose another -o path or add --force")
-    config, _ = load_checkpoint(Path(run_dir) / "checkpoint.pt")
-    tasks = read_hw15_folder(test_dir, config.image_size)
-    expected = read_answers(answers) if answers else None
-    if expected is not None and len(expected) != tasks.query_y.numel():
-        raise click.UsageError(f"{answers} has {len(expected)} answers for {tasks.query_y.numel()} queries")
-    omniglot = open_omniglot(data_root) if config.solver == "transfer" and config.transfer_mode == "classes" else None
-    _, solver = load_solver(run_dir, device, omniglot)
-    predictions = solver.predict(tasks)
-    rows = write_submission(output, predictions)
-    accuracy = None
-    if expected is not None:
-        accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows)
+    report = predict_folder(run_dir, test_dir, output, answers, device)
     if as_json:
-        emit_json({"rows": len(rows), "accuracy": accuracy, "output": str(output)})
+        emit_json(report)
         return
-    stdout_console().print(f"wrote {len(rows)} rows to {output}"
-                    + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
+    accuracy = report["accuracy"]
+    stdout_console().print(f"wrote {report['rows']} rows to {output}"
+                           + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
 
 
 def main(argv=None):
@@ -508,4 +570,4 @@ def main(argv=None):
     cli.main(args=argv, prog_name="omnimeta")
 
 
-__all__ = ["cli", "main", "resolve_root"]
+__all__ = ["cli", "main"]

@@ -18,22 +18,19 @@ from typing import Callable, Optional
 
 import torch
 
-from l2l_omniglot.checkpoint import load_checkpoint
+from l2l_omniglot.checkpoint import load_solver
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
-from l2l_omniglot.solvers import make_solver
-from l2l_omniglot.training import Benchmark, resolve_device
+from l2l_omniglot.solvers import solver_label
+from l2l_omniglot.training import Benchmark, RunRequest, run_training
 
 #: What must agree for two runs to be scored on the same tasks.
 TASK_KEYS = ("ways", "shots", "queries", "split", "image_size")
 
 
 def _train_child(config: dict, data_root: Optional[str], out_dir: str) -> None:
-    from l2l_omniglot.data.omniglot import load_omniglot
-    from l2l_omniglot.training import train_and_evaluate
-
-    train_and_evaluate(RunConfig.from_dict(config), load_omniglot(data_root), Path(out_dir), force=True)
+    run_training(RunRequest(Path(out_dir), RunConfig.from_dict(config), force=True, data_root=data_root))
 
 
 def metric_count(run_dir: Path) -> int:
@@ -67,32 +64,20 @@ class ScoredRun:
 
     @property
     def label(self) -> str:
-        mode = f" ({self.config.transfer_mode})" if self.config.solver == "transfer" else ""
         augment = f" +{self.config.augment}" if self.config.augment != "none" else ""
-        return f"{self.config.solver}{mode}{augment}"
+        return f"{solver_label(self.config)}{augment}"
 
 
-def load_solver(run_dir: Path, device="cpu", omniglot=None):
-    """``(config, solver)`` from a run folder's best checkpoint."""
-    config, payload = load_checkpoint(Path(run_dir) / "checkpoint.pt")
-    num_classes = 0
-    if config.solver == "transfer" and config.transfer_mode == "classes":
-        if omniglot is None:
-            raise ConfigError("loading a transfer model needs the data set, for its number of classes")
-        num_classes = Benchmark.build(config, omniglot, phases=("train",)).num_train_classes
-    solver = make_solver(config, num_classes, resolve_device(device))
-    try:
-        solver.load_state_dict(payload["solver"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
-        raise ConfigError(f"{run_dir}/checkpoint.pt does not fit a {config.ways}-way {config.solver} model "
-                          f"({str(error).splitlines()[0][:120]}); it comes from another solver or was altered")
+def load_run(run_dir: Path, device="cpu") -> tuple:
+    """``(config, solver)`` from a run folder's best checkpoint, for any installed solver."""
+    config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
     return config, solver
 
 
 def score_runs(run_dirs: list, omniglot, eval_tasks: Optional[int] = None, device: str = "cpu",
                on_progress: Callable[[int], None] = lambda done: None) -> list:
     """Score every run on the same fixed test tasks (those of the first run's task shape)."""
-    runs = [(Path(d), *load_solver(d, device, omniglot)) for d in run_dirs]
+    runs = [(Path(d), *load_run(d, device)) for d in run_dirs]
     reference = runs[0][1]
     for run_dir, config, _ in runs[1:]:
         differ = [k for k in TASK_KEYS if getattr(config, k) != getattr(reference, k)]

@@ -1,14 +1,23 @@
-"""A run's settings: one dataclass, with each solver's own defaults layered on top.
+"""A run's shared settings: one dataclass that every solver reads the same way.
 
-Precedence, lowest first: the fields' defaults here, the solver's ``defaults``
-(e.g. how long it trains), then what the user passed. The resolved config is
-saved as ``config.json`` in the run folder.
+The shared settings are the task shape, the split, the budget, the seed, the
+device and the evaluation. What belongs to one method (an inner learning
+rate, an engine, a mode) is that solver's own: it declares those options in
+its own file (:mod:`l2l_omniglot.solvers.options`), and they travel here as
+the plain dict ``options``, already resolved and checked by the solver.
+
+Precedence, lowest first: the fields' defaults here, the solver's
+``defaults`` (e.g. how long it trains), then what the user passed
+(:func:`l2l_omniglot.solvers.resolve_config`). The resolved config is saved
+as ``config.json`` in the run folder, and inside every checkpoint.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import torch
 
 from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE
 from l2l_omniglot.data.splits import SPLITS
@@ -17,6 +26,9 @@ from l2l_omniglot.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("cosine", "constant")
+#: Upper bounds that keep a typo from stalling a run for minutes before it says anything.
+MAX_EVALUATION_TASKS = 20_000
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -27,10 +39,8 @@ class RunConfig:
     queries: int = 1
     meta_batch: int = 32
     iterations: int = 1000
-    inner_lr: float = 0.4
     meta_lr: float = 1e-3
-    train_inner_steps: int = 1
-    test_inner_steps: int = 3
+    lr_schedule: str = "cosine"
     split: str = "lake"
     augment: str = "none"
     eval_tasks: int = 600
@@ -39,35 +49,49 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     image_size: int = DEFAULT_IMAGE_SIZE
-    transfer_mode: str = "classes"
-    zero_head: bool = False
-    lr_schedule: str = "cosine"
-    engine: str = "l2l"
+    #: The solver's own options, resolved (every option it declares, with its value).
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
+    def shared_names(cls) -> tuple:
+        """The names of the shared settings (everything but ``solver`` and ``options``)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("solver", "options"))
+
+    @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a run config must be a JSON object (got {type(data).__name__})")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ConfigError(f"unknown config keys {sorted(unknown)}; the file was written by another version")
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; the file was written by another version "
+                              f"of omnimeta")
+        if not isinstance(data.get("options", {}), dict):
+            raise ConfigError("the config's options must be a JSON object")
         return cls(**data)
 
     def validate(self) -> "RunConfig":
-        """Raise ConfigError naming the first option that is out of range."""
+        """Raise ConfigError naming the first shared setting that is out of range."""
+        for f in dataclasses.fields(self):
+            expected = {"int": int, "float": (int, float), "str": str, "dict": dict}[f.type]
+            value = getattr(self, f.name)
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be a {f.type} (got {value!r})")
         check_task_shape(self.ways, self.shots, self.queries)
-        for name in ("inner_lr", "meta_lr"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number >= 0 (got {value})")
+        if not math.isfinite(self.meta_lr) or self.meta_lr < 0:
+            raise ConfigError(f"--meta-lr must be a finite number >= 0 (got {self.meta_lr})")
         for name in ("meta_batch", "iterations", "eval_tasks", "val_tasks", "val_every", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        for name in ("train_inner_steps", "test_inner_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 0 (got {getattr(self, name)})")
+        for name in ("eval_tasks", "val_tasks"):
+            if getattr(self, name) > MAX_EVALUATION_TASKS:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at most {MAX_EVALUATION_TASKS} "
+                                  f"(got {getattr(self, name)}); a 95% interval is already below 0.005 there")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be between 0 and 2**63 - 1 (got {self.seed})")
         if self.image_size < 16:
             raise ConfigError(f"--image-size must be at least 16 for the 4-block network (got {self.image_size})")
         if self.split not in SPLITS:
@@ -76,28 +100,15 @@ class RunConfig:
             raise ConfigError(f"unknown augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
-        from l2l_omniglot.engines import ENGINES
-        from l2l_omniglot.solvers import SOLVERS
-
-        if self.engine not in ENGINES:
-            raise ConfigError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}")
-        # Solvers without an inner loop (transfer) only have the default engine's name.
-        engines = getattr(SOLVERS.get(self.solver), "engines", (RunConfig.engine,))
-        if self.engine not in engines:
-            raise ConfigError(f"--engine {self.engine} does not apply to {self.solver}; drop --engine")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         return self
 
 
-def resolve_config(solver: str, **overrides) -> RunConfig:
-    """The config for ``solver``: field defaults, then the solver's (and its mode's), then non-None ``overrides``."""
-    from l2l_omniglot.solvers import solver_class
-
-    chosen = solver_class(solver)
-    values = dict(chosen.defaults)
-    mode = overrides.get("transfer_mode") or RunConfig.transfer_mode
-    values.update(getattr(chosen, "mode_defaults", {}).get(mode, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    values["solver"] = solver
-    return RunConfig(**values).validate()
+def resolve_device(name: str) -> torch.device:
+    """The torch device a config's ``device`` names (``auto``: a GPU when there is one)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    return torch.device(name)

@@ -16,30 +16,37 @@ accuracies gathered back in task order, so a score is over exactly the tasks a
 single process would use. Rank 0 alone writes files and draws progress.
 
 A rank learns its place from torchrun's environment (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``omnimeta run --nproc N``
-sets the same variables for N local processes (:func:`launch_local_ranks`).
-The backend is gloo on the CPU and nccl on GPUs, one GPU per rank.
+``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). ``omnimeta run --nproc N``
+starts N local ranks with PyTorch's own elastic launcher, the one torchrun
+uses (:func:`launch_local_ranks`), so the same variables, rendezvous, failure
+detection and restarts apply. The backend is gloo on the CPU and nccl on
+GPUs, one GPU per rank.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
+import uuid
 from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from l2l_omniglot.config import resolve_device
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import per_task_accuracy
+from l2l_omniglot.stats import StepStats
 
 BACKENDS = ("auto", "gloo", "nccl")
+#: Signals that ask a run to stop and save: Ctrl-C, and SIGTERM from job schedulers and container runtimes.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds a rank waits to reach the rendezvous, or for its peers at a collective, before it gives up.
 DEFAULT_TIMEOUT_S = 120.0
 #: Seconds the local launcher gives the other ranks to finish on their own once one has stopped.
@@ -52,6 +59,7 @@ class RankError(OmnimetaError):
     """A failure of this rank's own (its rendezvous, a lost peer): every rank reports it, not rank 0 alone."""
 
     exit_code = 1
+    reported_by_every_rank = True
 
 
 class RendezvousError(RankError):
@@ -81,23 +89,18 @@ def task_shard(total: int, rank: int, world_size: int) -> range:
     return range(first, first + size + (rank < extra))
 
 
-def check_splittable(config, world_size: int) -> None:
+def check_splittable(config, world_size: int, solver_class: type) -> None:
     """Refuse a run whose meta-batch cannot be split across ``world_size`` ranks."""
-    from l2l_omniglot.solvers import solver_class
-
     if world_size > config.meta_batch:
         raise ConfigError(f"--nproc {world_size} is larger than --meta-batch {config.meta_batch}: every rank needs "
                           f"at least one task of each meta-batch; lower --nproc or raise --meta-batch")
-    if world_size > 1 and not callable(getattr(solver_class(config.solver), "accumulate_meta_gradient", None)):
+    if world_size > 1 and not callable(getattr(solver_class, "accumulate_meta_gradient", None)):
         raise ConfigError(f"the {config.solver} solver cannot split a meta-batch across ranks: it has no per-task "
-                          f"meta-gradient (transfer normalises its batch over the whole meta-batch), so run it "
-                          f"in one process")
+                          f"meta-gradient (accumulate_meta_gradient), so run it in one process")
 
 
 def choose_backend(device_name: str, backend: str, local_rank: int) -> tuple:
     """``(backend, device)`` for the rank with ``local_rank``: gloo on the CPU, nccl with one GPU per rank."""
-    from l2l_omniglot.training import resolve_device
-
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "nccl" and not torch.cuda.is_available():
@@ -145,9 +148,11 @@ class Ranks:
         self.rank, self.world_size = rank, world_size
         #: The device the launcher gives this rank; ``None`` leaves the choice to the run's config.
         self.device = device
-        #: Set on every rank, at the same iteration, once any rank was asked to stop (Ctrl-C).
+        #: Set on every rank, at the same iteration, once any rank was asked to stop (Ctrl-C, SIGTERM).
         self.stop_agreed = False
         self._stop_requested = False
+        #: The signal that asked this process to stop (SIGINT or SIGTERM), for its exit status.
+        self.stop_signal = signal.SIGINT
 
     @property
     def is_main(self) -> bool:
@@ -177,7 +182,8 @@ class Ranks:
                                   f"--rdzv-endpoint, that rank 0 is running, and raise --dist-timeout if nodes "
                                   f"start far apart") from None
         ranks = cls(rank, world_size, device)
-        signal.signal(signal.SIGINT, ranks._on_interrupt)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, ranks._on_interrupt)
         return ranks
 
     def close(self) -> None:
@@ -186,28 +192,38 @@ class Ranks:
                 dist.destroy_process_group()
 
     @contextlib.contextmanager
-    def stop_on_interrupt(self):
-        """While inside, Ctrl-C asks the loop to stop after the current iteration (see :attr:`stop_agreed`).
+    def stop_on_interrupt(self, immediate: bool = False):
+        """While inside, Ctrl-C or SIGTERM asks the loop to stop after the current iteration (:attr:`stop_agreed`).
 
         A ``KeyboardInterrupt`` raised at an arbitrary point can land in a
         finaliser, where Python prints and drops it, and the run goes on; a flag
-        read between iterations cannot be lost. A second Ctrl-C stops at once.
+        read between iterations cannot be lost. A second signal stops at once,
+        and so does the first with ``immediate`` (for work with no iteration to
+        finish, such as the final test). SIGTERM is how ``timeout``, Docker,
+        Slurm and Kubernetes stop a job, so it is treated as Ctrl-C.
         """
         if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers can only be set from the main thread; Ctrl-C then behaves as usual
+            yield  # signal handlers can only be set from the main thread; signals then behave as usual
             return
-        previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        handler = self._on_interrupt_now if immediate else self._on_interrupt
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
     def _on_interrupt(self, signum, frame) -> None:
-        # A rank stopped alone would leave its peers waiting in a collective; so the first Ctrl-C only asks,
+        # A rank stopped alone would leave its peers waiting in a collective; so the first signal only asks,
         # every rank stops after the same iteration (see meta_train_step), and a second one stops at once.
+        self.stop_signal = signal.Signals(signum)
         if self._stop_requested:
             raise KeyboardInterrupt
         self._stop_requested = True
+
+    def _on_interrupt_now(self, signum, frame) -> None:
+        self.stop_signal = signal.Signals(signum)
+        raise KeyboardInterrupt
 
     # -- collectives -----------------------------------------------------------------------------------
     def _collective(self, operation: Callable, *args):
@@ -241,8 +257,6 @@ class Ranks:
 
     def meta_train_step(self, solver, tasks, meta_batch: int):
         """One meta-step on this rank's ``tasks`` of a ``meta_batch``; every rank ends with the same parameters."""
-        from l2l_omniglot.solvers.base import StepStats
-
         if not self.distributed:
             stats = solver.meta_train_step(tasks)
             self.stop_agreed = self._stop_requested
@@ -292,22 +306,16 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-# -- the local launcher (omnimeta run --nproc N) -------------------------------------------------------
+
+
 def free_port() -> int:
+    """A TCP port that nothing listens on now (for tests that need an unreachable rendezvous)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def rank_environment(rank: int, nproc: int, port: int) -> dict:
-    """What torchrun would give local rank ``rank`` of ``nproc`` on one machine."""
-    environment = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
-                       LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    # N ranks of the default thread count would oversubscribe the cores N times over.
-    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return environment
-
-
+# -- the local launcher (omnimeta run --nproc N) -------------------------------------------------------
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -317,55 +325,45 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def stop_ranks(processes: list, grace_s: float) -> None:
-    """Give the ranks still running ``grace_s`` to finish, then terminate them, then kill them."""
-    for stop in (None, signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in processes if p.poll() is None]
-        if not alive:
-            return
-        for process in alive:
-            if stop is not None:
-                process.send_signal(stop)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(p.poll() is None for p in alive):
-            time.sleep(0.05)
+def threads_per_rank(nproc: int) -> int:
+    """N ranks of the default thread count would oversubscribe the cores N times over."""
+    return max(1, (os.cpu_count() or 1) // nproc)
 
 
-def launch_local_ranks(rank_arguments: list, nproc: int, resume_hint: str, grace_s: float = SIBLING_GRACE_S) -> int:
-    """Run ``python -m l2l_omniglot *rank_arguments`` as ``nproc`` ranks on 127.0.0.1; return the exit status.
+def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restarts: int = 0,
+                       resume_hint: str = "") -> object:
+    """Run ``entrypoint(*args)`` as ``nproc`` ranks on this machine with PyTorch's elastic launcher.
 
-    When a rank dies (a signal, a crash), the others are stopped within a
-    bounded time and a :class:`RankError` says which one. A rank that stops on
-    a user error or Ctrl-C has printed why (rank 0 speaks for all), so the
-    others get ``grace_s`` to stop by themselves and nothing more is said.
+    This is what ``torchrun --standalone --nproc-per-node N`` does, as a
+    library call (``torch.distributed.launcher.api.elastic_launch``): a c10d
+    rendezvous on a free local port, the rank variables in each worker's
+    environment, failure detection, and up to ``max_restarts`` restarts of the
+    whole group when a rank dies (``entrypoint`` must then continue from the
+    last saved state; ``TORCHELASTIC_RESTART_COUNT`` tells it which start it
+    is). Returns rank 0's return value.
+
+    What omnimeta adds: the thread count per rank, quiet launcher logs (the
+    agent's INFO lines and its failure report would bury the one line that
+    matters), and that line, a :class:`RankError` naming the rank that died.
+    A rank that exits with status 2 (a user error) or 130/143 (stopped by a
+    signal) has printed why itself, so the launcher exits with its status.
     """
-    port = free_port()
-    # Each rank in a session of its own: a Ctrl-C in the terminal reaches this launcher alone, which passes
-    # exactly one SIGINT on (a rank reads a second one as "stop now").
-    processes = [subprocess.Popen([sys.executable, "-m", "l2l_omniglot", *rank_arguments],
-                                  env=rank_environment(rank, nproc, port), start_new_session=True)
-                 for rank in range(nproc)]
-    interrupted = False
-    while True:
-        try:
-            codes = [p.poll() for p in processes]
-            failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
-            if failed:
-                # A rank killed by a signal is the cause; its peers' lost-contact errors are the effect.
-                rank, code = min(failed, key=lambda item: (item[1] >= 0, item[0]))
-                reported = code in (2, 130) or interrupted  # a user error or Ctrl-C: rank 0 has printed it
-                stop_ranks(processes, grace_s if reported else 0.5)
-                if reported:
-                    return 130 if interrupted else code
-                raise RankError(f"rank {rank} of {nproc} {describe_exit(code)}; the other ranks were stopped. "
-                                f"{resume_hint}")
-            if all(code == 0 for code in codes):
-                return 0
-            time.sleep(0.1)
-        except KeyboardInterrupt:
-            # The first Ctrl-C lets the ranks finish the current iteration and save; a second stops them now.
-            signal_to_send = signal.SIGINT if not interrupted else signal.SIGKILL
-            interrupted = True
-            for process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal_to_send)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
+                          monitor_interval=0.1, start_method="spawn")
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_rank(nproc)))
+    elastic_logger = logging.getLogger("torch.distributed.elastic")
+    level = elastic_logger.level
+    elastic_logger.setLevel(logging.CRITICAL)
+    try:
+        return elastic_launch(config, entrypoint)(*args)[0]
+    except ChildFailedError as error:
+        failures = sorted(error.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[0]))
+        rank, failure = failures[0]
+        if failure.exitcode in (2, 130, 143):
+            raise SystemExit(failure.exitcode) from None
+        restarts = f" after {max_restarts} restart{'s' if max_restarts != 1 else ''}" if max_restarts else ""
+        raise RankError(f"rank {rank} of {nproc} {describe_exit(failure.exitcode)}{restarts}; the other ranks "
+                        f"were stopped. {resume_hint}".strip()) from None
+    finally:
+        elastic_logger.setLevel(level)

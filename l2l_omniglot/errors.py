@@ -14,3 +14,11 @@ class DataError(OmnimetaError):
 
 class ConfigError(OmnimetaError):
     """An option is out of range or does not fit the data or the checkpoint."""
+
+
+class WriteError(OmnimetaError, OSError):
+    """A file could not be written (the disk is full, the folder read-only); the previous file is kept.
+
+    It is also an ``OSError``, so code that treats a failed write as one (the
+    decode cache, whose loss only costs speed) keeps doing so.
+    """

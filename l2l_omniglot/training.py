@@ -27,8 +27,10 @@ import math
 import os
 import random
 import resource
+import sys
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,13 +39,14 @@ import torch
 
 from l2l_omniglot.atomic import write_json, write_text
 from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
-from l2l_omniglot.config import RunConfig
+from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.data.splits import make_split
 from l2l_omniglot.data.tasks import TEST_STREAM, VALIDATION_STREAM, fixed_tasks, phase_samplers
-from l2l_omniglot.distributed import Ranks, check_splittable
+from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.distributed import Ranks, check_splittable, launch_local_ranks, launched_as_rank
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import Score
-from l2l_omniglot.solvers import make_solver
+from l2l_omniglot.solvers import SOLVERS, make_solver, solver_label
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
 
@@ -53,15 +56,11 @@ class NumericalError(OmnimetaError):
 
 
 class Interrupted(OmnimetaError):
-    """The user stopped the run; its state was saved."""
+    """The run was stopped by a signal (Ctrl-C, SIGTERM); its state was saved. Exit status 128 + the signal."""
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but this machine has no usable CUDA GPU; use --device cpu")
-    return torch.device(name)
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def seed_everything(seed: int) -> None:
@@ -169,11 +168,33 @@ def load_saved_state(out_dir: Path) -> tuple:
     out_dir = Path(out_dir)
     if not (out_dir / "state.pt").is_file():
         raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
-    return load_checkpoint(out_dir / "state.pt")
+    return load_checkpoint(out_dir / "state.pt", expect=("trainer",))
 
 
-def _no_op(*_args, **_kwargs):
-    return None
+class RunCallbacks:
+    """What a run reports while it works; every method is optional (override the ones you need).
+
+    The command line draws progress bars with one of these; a script can log,
+    plot or stop early (raise ``KeyboardInterrupt`` to stop and save).
+    """
+
+    def on_start(self, trainer: "Trainer") -> None:
+        """The run is built and about to train from ``trainer.iteration`` to ``trainer.config.iterations``."""
+
+    def on_step(self, iteration: int, stats, seconds: float) -> None:
+        """Iteration ``iteration`` is done; ``seconds`` of training so far."""
+
+    def on_validation(self, iteration: int, score: Score) -> None:
+        """The validation score after ``iteration``."""
+
+    def on_eval_start(self, tasks: int) -> None:
+        """The final test on ``tasks`` fixed tasks begins."""
+
+    def on_eval_progress(self, done: int) -> None:
+        """``done`` more test tasks are scored."""
+
+    def on_finish(self) -> None:
+        """The run ended (finished, interrupted or failed)."""
 
 
 class Trainer:
@@ -188,13 +209,13 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
-                 checkpoint_every: int = 100, ranks: Optional[Ranks] = None):
+                 checkpoint_every: int = 100, ranks: Optional[Ranks] = None, data_root: Optional[str] = None):
         self.config = config.validate()
         if checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be at least 1 (got {checkpoint_every})")
         self.checkpoint_every = checkpoint_every
         self.ranks = ranks or Ranks()
-        check_splittable(self.config, self.ranks.world_size)
+        check_splittable(self.config, self.ranks.world_size, SOLVERS[config.solver])
         self.device = self.ranks.device if self.ranks.device is not None else resolve_device(config.device)
         out_dir = out_dir if self.ranks.is_main else None
         if out_dir is not None:
@@ -209,15 +230,18 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.force = force
         self.resumed = False
+        #: Where the data came from, kept in state.pt so that --resume finds it again.
+        self.data_root = str(data_root) if data_root is not None else str(getattr(omniglot, "root", "") or "")
 
     # -- resumable state -------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"iteration": self.iteration, "elapsed": self.elapsed, "step_seconds": self.step_seconds,
-                "best": self.best, "rng": rng_state()}
+                "best": self.best, "rng": rng_state(), "data_root": self.data_root}
 
     def save_state(self) -> None:
         if self.out_dir is not None:
-            save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(), trainer=self.state())
+            save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(),
+                            self.benchmark.num_train_classes, trainer=self.state())
 
     @classmethod
     def resume(cls, out_dir: Path, omniglot, checkpoint_every: int = 100, ranks: Optional[Ranks] = None) -> "Trainer":
@@ -227,12 +251,17 @@ class Trainer:
         trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every, ranks=ranks)
         trainer.out_dir = out_dir if trainer.ranks.is_main else None
         trainer.resumed = True
-        trainer.solver.load_state_dict(payload["solver"])
         saved = payload["trainer"]
-        trainer.iteration, trainer.elapsed, trainer.step_seconds = saved["iteration"], saved["elapsed"], saved[
-            "step_seconds"]
-        trainer.best = saved["best"]
-        set_rng_state(saved["rng"])
+        try:
+            trainer.solver.load_state_dict(payload["solver"])
+            trainer.iteration, trainer.elapsed, trainer.step_seconds = (int(saved["iteration"]), saved["elapsed"],
+                                                                        saved["step_seconds"])
+            trainer.best = saved["best"]
+            set_rng_state(saved["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise ConfigError(f"{out_dir / 'state.pt'} holds an incomplete state ({type(error).__name__}: "
+                              f"{str(error)[:120]}); start the run again") from None
+        trainer.data_root = saved.get("data_root", trainer.data_root)
         if trainer.out_dir is not None:
             metrics = out_dir / "metrics.jsonl"
             write_text(metrics, "".join(line + "\n" for line in metric_lines_up_to(metrics, trainer.iteration)))
@@ -241,19 +270,26 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------------
     def _start_out_dir(self) -> None:
         prepare_out_dir(self.out_dir, self.force)
-        for stale in ("checkpoint.pt", "result.json", "state.pt"):
+        for stale in ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl"):
             (self.out_dir / stale).unlink(missing_ok=True)
         write_json(self.out_dir / "config.json", self.config.to_dict())
         write_text(self.out_dir / "metrics.jsonl", "")
 
-    def run(self, on_step: Callable = _no_op, on_validation: Callable = _no_op, on_eval_start: Callable = _no_op,
-            on_eval_progress: Callable = _no_op) -> dict:
-        """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict.
+    def _save_best(self, iteration: int, val_accuracy: float) -> None:
+        save_checkpoint(self.out_dir / "checkpoint.pt", self.config, self.best["state"],
+                        self.benchmark.num_train_classes, iteration=iteration, val_accuracy=val_accuracy)
 
-        Callbacks (all optional): ``on_step(iteration, stats, seconds)``,
-        ``on_validation(iteration, score)``, ``on_eval_start(tasks)`` and
-        ``on_eval_progress(done)``.
-        """
+    def run(self, callbacks: Optional[RunCallbacks] = None) -> dict:
+        """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict."""
+        callbacks = callbacks or RunCallbacks()
+        callbacks.on_start(self)
+        try:
+            self._train(callbacks)
+            return self._test(callbacks)
+        finally:
+            callbacks.on_finish()
+
+    def _train(self, callbacks: RunCallbacks) -> None:
         config, out_dir = self.config, self.out_dir
         if out_dir is not None and not self.resumed:
             self._start_out_dir()
@@ -274,20 +310,19 @@ class Trainer:
                         kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
                         raise NumericalError(
                             f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are "
-                            f"likely too high (--meta-lr {config.meta_lr}, --inner-lr {config.inner_lr}): lower them "
-                            f"and rerun.{kept}")
+                            f"likely too high (--meta-lr {config.meta_lr}, or the solver's own, see `omnimeta "
+                            f"solvers`): lower them and rerun.{kept}")
                     record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
-                    on_step(iteration, stats, time.perf_counter() - start)
+                    callbacks.on_step(iteration, stats, time.perf_counter() - start)
                     if iteration % config.val_every == 0 or iteration == config.iterations:
                         score = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.val_tasks))
                         record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
-                        on_validation(iteration, score)
+                        callbacks.on_validation(iteration, score)
                         if score.accuracy > self.best["val_accuracy"]:
                             self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
                                          "state": copy.deepcopy(self.solver.state_dict())}
                             if out_dir is not None:
-                                save_checkpoint(out_dir / "checkpoint.pt", config, self.best["state"],
-                                                iteration=iteration, val_accuracy=score.accuracy)
+                                self._save_best(iteration, score.accuracy)
                     self.iteration = iteration
                     self.elapsed = time.perf_counter() - start
                     record["seconds"] = round(self.elapsed, 3)
@@ -296,27 +331,34 @@ class Trainer:
                             metrics.write(json.dumps(record) + "\n")
                         if iteration % self.checkpoint_every == 0:
                             self.save_state()
-                    if self.ranks.stop_agreed:  # Ctrl-C on some rank: all stop here, after the same iteration
+                    if self.ranks.stop_agreed:  # a stop request on some rank: all stop here, after the same iteration
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             if out_dir is None:
                 raise
             self.save_state()
             raise Interrupted(f"interrupted at iteration {self.iteration}; the state is saved. "
-                              f"Continue with: omnimeta run --resume {out_dir}") from None
+                              f"Continue with: omnimeta run --resume {out_dir}", self.ranks.stop_signal) from None
         self.save_state()
-        return self._test(on_eval_start, on_eval_progress)
 
-    def _test(self, on_eval_start, on_eval_progress) -> dict:
+    def _test(self, callbacks: RunCallbacks) -> dict:
         config = self.config
         self.solver.load_state_dict(self.best["state"])
-        on_eval_start(len(self.benchmark.test_tasks))
+        callbacks.on_eval_start(len(self.benchmark.test_tasks))
         eval_start = time.perf_counter()
-        test = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.test_tasks,
-                                                     progress=on_eval_progress))
+        try:
+            with self.ranks.stop_on_interrupt(immediate=True):
+                test = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.test_tasks,
+                                                             progress=callbacks.on_eval_progress))
+        except KeyboardInterrupt:
+            if self.out_dir is None:
+                raise
+            raise Interrupted(f"interrupted during the final test; training is complete and saved. "
+                              f"Finish with: omnimeta run --resume {self.out_dir}", self.ranks.stop_signal) from None
         result = {
             "solver": config.solver,
-            "transfer_mode": config.transfer_mode if config.solver == "transfer" else None,
+            "label": solver_label(config),
+            "options": config.options,
             "ways": config.ways,
             "shots": config.shots,
             "split": config.split,
@@ -324,6 +366,7 @@ class Trainer:
             "seed": config.seed,
             "device": str(self.device),
             "ranks": self.ranks.world_size,
+            "threads": torch.get_num_threads(),
             "iterations": config.iterations,
             "best_iteration": self.best["iteration"],
             "train_seconds": round(self.elapsed, 3),
@@ -342,6 +385,113 @@ class Trainer:
 
 
 def train_and_evaluate(config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
-                       **callbacks) -> dict:
-    """Meta-train ``config.solver``, keep the best validated state, score it on the test tasks."""
-    return Trainer(config, omniglot, out_dir, force).run(**callbacks)
+                       checkpoint_every: int = 100, callbacks: Optional[RunCallbacks] = None) -> dict:
+    """Meta-train ``config.solver``, keep the best validated state, score it on the test tasks.
+
+    With ``out_dir`` the run folder gets ``config.json``, ``metrics.jsonl``,
+    ``checkpoint.pt``, ``state.pt`` (every ``checkpoint_every`` iterations)
+    and ``result.json``, and :func:`resume_training` continues it.
+    """
+    return Trainer(config, omniglot, out_dir, force, checkpoint_every).run(callbacks)
+
+
+def resume_training(out_dir: Path, omniglot, checkpoint_every: int = 100,
+                    callbacks: Optional[RunCallbacks] = None) -> dict:
+    """Continue the run in ``out_dir`` from its saved state; ends with the numbers of an unstopped run."""
+    return Trainer.resume(out_dir, omniglot, checkpoint_every).run(callbacks)
+
+
+@dataclass
+class RunRequest:
+    """Everything that starts (or continues) one run, in plain data, so it can be handed to ranks.
+
+    ``config`` is set for a new run; ``resume`` continues ``out_dir`` with
+    the config saved there. ``data_root`` of a resumed run defaults to the
+    one it was started with.
+    """
+
+    out_dir: Path
+    config: Optional[RunConfig] = None
+    resume: bool = False
+    force: bool = False
+    checkpoint_every: int = 100
+    data_root: Optional[str] = None
+    backend: str = "auto"
+    dist_timeout: float = 120.0
+    #: Local ranks started by :func:`run_training` (1: this process).
+    nproc: int = 1
+    #: Restarts of the whole group when a local rank dies (each continues from the last saved state).
+    max_restarts: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+        if (self.config is None) == (not self.resume):
+            raise ConfigError("a run needs a config to start, or resume=True to continue one")
+
+
+def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], load_data: Callable) -> dict:
+    """One process of a run: join the ranks (if any), build or resume the trainer, train, test."""
+    config = request.config if request.config is not None else load_saved_state(request.out_dir)[0]
+    ranks = Ranks.join(config.device, request.backend, request.dist_timeout)
+    try:
+        # Rank 0 loads (or decodes) the data first, so that the others find it cached.
+        omniglot = ranks.agree(lambda: load_data() if ranks.is_main else None)
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+        def build() -> Trainer:
+            data = omniglot if omniglot is not None else load_data()
+            if request.resume or restart > 0:
+                return Trainer.resume(request.out_dir, data, request.checkpoint_every, ranks)
+            return Trainer(config, data, request.out_dir, request.force, request.checkpoint_every, ranks,
+                           data_root=request.data_root)
+
+        trainer = ranks.agree(build)
+        if restart > 0 and trainer.out_dir is not None:
+            with open(trainer.out_dir / "restarts.jsonl", "a") as log:
+                log.write(json.dumps({"restart": restart, "resumed_from_iteration": trainer.iteration,
+                                      "time": time.time()}) + "\n")
+        return trainer.run(callbacks if ranks.is_main else None)
+    finally:
+        ranks.close()
+
+
+def _data_loader(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Callable:
+    root = request.data_root
+    if root is None and request.resume:
+        _, payload = load_saved_state(request.out_dir)
+        root = payload["trainer"].get("data_root") or None
+    progress = getattr(callbacks, "on_decode", None)
+    return lambda: load_omniglot(root, progress=progress)
+
+
+def _rank_main(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Optional[dict]:
+    """The entry point of each local rank (see :func:`run_training`): errors end the rank with their status."""
+    try:
+        return _run_this_process(request, callbacks, _data_loader(request, callbacks))
+    except OmnimetaError as error:
+        if getattr(error, "reported_by_every_rank", False) or int(os.environ.get("RANK", "0")) == 0:
+            print(str(error) if isinstance(error, Interrupted) else f"Error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def run_training(request: RunRequest, callbacks: Optional[RunCallbacks] = None) -> Optional[dict]:
+    """Run (or continue) a whole run: on this process, as one rank of torchrun, or on ``request.nproc`` local ranks.
+
+    This is the run lifecycle ``omnimeta run`` uses, for any user script too.
+    Returns ``result.json``'s dict (``None`` on ranks other than 0).
+    """
+    if request.nproc > 1:
+        if launched_as_rank():
+            raise ConfigError("--nproc starts its own ranks; under torchrun leave it out")
+        config = request.config if request.config is not None else load_saved_state(request.out_dir)[0]
+        check_splittable(config, request.nproc, SOLVERS[config.solver])
+        if not request.resume:
+            check_out_dir(request.out_dir, request.force)
+        _data_loader(request, callbacks)()  # a missing data set fails here once; a first load decodes it for all
+        hint = (f"The last saved state is in {request.out_dir}; continue with: "
+                f"omnimeta run --resume {request.out_dir} --nproc {request.nproc}")
+        return launch_local_ranks(_rank_main, (request, callbacks), request.nproc, request.max_restarts, hint)
+    return _run_this_process(request, callbacks, _data_loader(request, callbacks))

@@ -7,7 +7,9 @@ caller, else ``$OMNIMETA_DATA``, else ``~/.cache/omnimeta/omniglot``.
 
 Decoding 32,460 PNGs takes tens of seconds, so each set is decoded once into a
 cache file keyed by the source's checksum and the image size; later loads
-read that file. Pixels follow :mod:`l2l_omniglot.data.images` (ink = 1).
+read that file. A cache file is never trusted: one that cannot be read, or
+whose arrays disagree with each other, is decoded again and replaced (see
+:func:`_read_cache`). Pixels follow :mod:`l2l_omniglot.data.images` (ink = 1).
 
 Example::
 
@@ -31,8 +33,8 @@ import numpy as np
 import torch
 
 from l2l_omniglot.atomic import atomic_path
-from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image
-from l2l_omniglot.errors import DataError
+from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image, refuse_oversized
+from l2l_omniglot.errors import DataError, WriteError
 
 SETS = ("background", "evaluation")
 IMAGES_PER_CHARACTER = 20
@@ -149,6 +151,17 @@ def source_key(source: Path) -> str:
     return digest.hexdigest()
 
 
+def _source_characters(source: Path, set_name: str) -> tuple:
+    """``(number of PNGs, sorted character names)`` of a source, from its file names alone (no decoding)."""
+    if source.is_dir():
+        names = [png.relative_to(source).as_posix() for png in source.rglob("*.png")]
+    else:
+        prefix = f"images_{set_name}/"
+        with zipfile.ZipFile(source) as archive:
+            names = [n[len(prefix):] if n.startswith(prefix) else n for n in archive.namelist() if n.endswith(".png")]
+    return len(names), sorted({name.rsplit("/", 1)[0] for name in names})
+
+
 def _png_members(source: Path, set_name: str) -> list:
     """``(relative name "Alphabet/characterNN/file.png", PNG bytes)`` for every PNG, sorted by name."""
     if source.is_dir():
@@ -159,6 +172,7 @@ def _png_members(source: Path, set_name: str) -> list:
             names = sorted(n for n in archive.namelist() if n.endswith(".png"))
             members = []
             for name in names:
+                refuse_oversized(archive.getinfo(name).file_size, f"{name} in {source}")
                 try:
                     data = archive.read(name)
                 except (zipfile.BadZipFile, OSError, EOFError) as error:
@@ -191,19 +205,59 @@ def _cache_file(cache_dir: Path, set_name: str, key: str, size: int) -> Path:
     return cache_dir / "decoded" / f"{set_name}-{key[:20]}-{size}px-v{CACHE_VERSION}.npz"
 
 
-def _read_cache(path: Path, set_name: str, source: Path) -> Optional[OmniglotSet]:
+def _cache_problem(images: np.ndarray, labels: np.ndarray, characters: np.ndarray, size: int,
+                   expected: tuple) -> Optional[str]:
+    """Why the arrays of a decode cache cannot be what :func:`decode_set` wrote, or None if they can.
+
+    ``expected`` is the source's ``(number of PNGs, character names)``
+    (:func:`_source_characters`).
+    """
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (size, size):
+        return f"images are {images.dtype} {images.shape}, not uint8 [N, {size}, {size}]"
+    if labels.dtype != np.int64 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        return f"labels are {labels.dtype} {labels.shape}, not int64 [{images.shape[0]}]"
+    if characters.dtype.kind != "U" or characters.ndim != 1 or characters.shape[0] == 0:
+        return f"characters are {characters.dtype} {characters.shape}, not a list of names"
+    names = characters.tolist()
+    if names != sorted(set(names)):
+        return "character names are not sorted and distinct"
+    if images.shape[0] == 0 or labels.min() < 0 or labels.max() >= len(names):
+        return f"labels fall outside the {len(names)} characters"
+    if np.unique(labels).shape[0] != len(names):
+        return "some characters have no image"
+    if (images.shape[0], names) != (expected[0], expected[1]):
+        return f"it holds {images.shape[0]} images of {len(names)} characters, the source {expected[0]} of " \
+               f"{len(expected[1])}"
+    return None
+
+
+def _read_cache(path: Path, set_name: str, source: Path, size: int = DEFAULT_IMAGE_SIZE) -> Optional[OmniglotSet]:
+    """The set stored in a decode cache file, or None when the file cannot be trusted.
+
+    The file is checked as a whole (:func:`_cache_problem`): it must be an
+    ``.npz`` holding ``images`` (uint8 ``[N, size, size]``), ``labels`` (int64
+    ``[N]``, each an index into ``characters``, every character used) and
+    ``characters`` (sorted, distinct names), and agree with the source's file
+    names: as many images, the same characters. A file that fails to load
+    (truncated, not a zip, pickled objects, a missing array) or whose arrays
+    disagree is treated as a stale cache: None is returned, and
+    :func:`load_set` decodes the source again and replaces the file
+    atomically. Rebuilding is preferred to an error because the cache holds
+    nothing the source does not, and its loss costs only the decode time.
+    """
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return OmniglotSet(
-                set_name,
-                torch.from_numpy(stored["images"]),
-                torch.from_numpy(stored["labels"]),
-                [str(c) for c in stored["characters"]],
-                source,
-                path,
-            )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None  # a damaged cache is rebuilt, never trusted
+            images, labels, characters = stored["images"], stored["labels"], stored["characters"]
+    except Exception:  # noqa: BLE001 - any failure to read a cache means "decode again", never a traceback
+        return None
+    try:
+        expected = _source_characters(source, set_name)
+    except (zipfile.BadZipFile, OSError):
+        return None  # the source's own problem is reported by decode_set
+    if _cache_problem(images, labels, characters, size, expected) is not None:
+        return None
+    return OmniglotSet(set_name, torch.from_numpy(images), torch.from_numpy(labels),
+                      [str(c) for c in characters.tolist()], source, path)
 
 
 def load_set(root: Path, set_name: str, size: int = DEFAULT_IMAGE_SIZE,
@@ -213,7 +267,7 @@ def load_set(root: Path, set_name: str, size: int = DEFAULT_IMAGE_SIZE,
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     path = _cache_file(cache_dir, set_name, source_key(source), size)
     if path.is_file():
-        cached = _read_cache(path, set_name, source)
+        cached = _read_cache(path, set_name, source, size)
         if cached is not None:
             return cached
     decoded = decode_set(source, set_name, size, progress)
@@ -225,7 +279,7 @@ def load_set(root: Path, set_name: str, size: int = DEFAULT_IMAGE_SIZE,
                          characters=np.array(decoded.characters))
         decoded.cache_path = path
     except OSError:
-        pass  # an unwritable cache only costs speed
+        pass  # an unwritable cache (a WriteError is an OSError too) only costs speed
     return decoded
 
 
@@ -278,6 +332,8 @@ def download_omniglot(data_root: Optional[os.PathLike] = None, base_url: str = C
                         f"{url} has {algorithm} {digest.hexdigest()}, expected {checksums[set_name]}; "
                         f"the download was discarded. Try again, or place the archive in {root} by hand."
                     )
+        except WriteError:
+            raise  # the disk, not the network: its message says what was kept
         except OSError as error:
             raise DataError(f"cannot download {url} ({error}); check the network or place the archive in {root}.")
     return root

@@ -1,7 +1,9 @@
 """N-way K-shot tasks, built by learn2learn.
 
 A phase of a split (its characters) becomes a :class:`CharacterImages`
-dataset. learn2learn's ``MetaDataset`` indexes it by class, and a
+dataset, with each character's quarter-turns as classes of their own when
+the split says so (``vinyals``) or, for meta-train only, with ``--augment
+rotate``. learn2learn's ``MetaDataset`` indexes it by class, and a
 ``TaskDataset`` with the transforms ``FusedNWaysKShots`` (N classes, K + Q
 images each), ``LoadData``, ``RemapLabels`` (task-local labels 0..N-1, in a
 random order) and ``ConsecutiveLabels`` describes and loads each task.
@@ -24,10 +26,10 @@ import torch
 from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.data.images import to_float
 from l2l_omniglot.data.omniglot import IMAGES_PER_CHARACTER
+from l2l_omniglot.data.splits import ROTATIONS
 from l2l_omniglot.errors import ConfigError
 
 AUGMENTS = ("none", "rotate")
-ROTATIONS = 4  # 0, 90, 180 and 270 degrees
 
 
 class CharacterImages(torch.utils.data.Dataset):
@@ -37,7 +39,10 @@ class CharacterImages(torch.utils.data.Dataset):
     ``rotate=True`` each character's quarter-turns become classes of their own
     (class ``4 * c + k`` is character ``c`` turned ``k`` times 90 degrees
     counter-clockwise), the task augmentation of Santoro et al. (2016) used by
-    the MAML paper.
+    the MAML paper. Counter-clockwise is the sense of PIL's ``Image.rotate``,
+    with which the Prototypical Networks code turns the ``vinyals`` lists'
+    ``rotDDD`` classes, so there class ``4 * c + k`` is the ``c``-th character
+    at ``DDD = 90 * k`` (for the packaged lists, line ``4 * c + k``).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, characters, rotate: bool = False):
@@ -205,13 +210,21 @@ def fixed_tasks(sampler: TaskSampler, count: int, stream: int, seed: int = EVALU
 
 def phase_samplers(omniglot, split, ways: int, shots: int, queries: int, augment: str = "none",
                    phases=("train", "val", "test")) -> dict:
-    """One :class:`TaskSampler` per phase of ``split``; ``augment`` applies to meta-train only."""
+    """One :class:`TaskSampler` per phase of ``split``; ``augment`` applies to meta-train only.
+
+    A split with ``rotated_classes`` (``vinyals``) rotates every phase: its
+    validation and test classes are rotations too, as in the published
+    results that use it. ``augment="rotate"`` would add nothing there, and is
+    refused rather than silently ignored.
+    """
     if augment not in AUGMENTS:
         raise ConfigError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
+    if augment == "rotate" and split.rotated_classes:
+        raise ConfigError(f"the {split.name} split already has rotations as classes; drop --augment rotate")
     images, labels = omniglot.all_images()
     samplers = {}
     for phase in phases:
-        rotate = augment == "rotate" and phase == "train"
+        rotate = split.rotated_classes or (augment == "rotate" and phase == "train")
         dataset = CharacterImages(images, labels, split.phase(phase), rotate=rotate)
         samplers[phase] = TaskSampler(dataset, ways, shots, queries, phase=f"{split.name} {phase} phase")
     return samplers

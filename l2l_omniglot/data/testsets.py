@@ -26,50 +26,109 @@ import numpy as np
 import torch
 
 from l2l_omniglot.atomic import write_text
-from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image, to_float
+from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE, decode_image, refuse_oversized, to_float
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import DataError
 
 UNKNOWN = -1  # the label of a query whose answer is not known
 
 
-def _image_number(path: Path) -> int:
-    match = re.fullmatch(r"image_(\d+)\.png", path.name)
-    return int(match.group(1)) if match else -1
+_TASK_NAME = re.compile(r"[0-9]+")
+_IMAGE_NAME = re.compile(r"image_([0-9]+)\.png")
+
+
+def _listing(folder: Path) -> list:
+    """The entries of ``folder``, sorted, hidden ones (``.DS_Store``, ``._x``) left out; DataError if unreadable."""
+    try:
+        return sorted((entry for entry in folder.iterdir() if not entry.name.startswith(".")), key=lambda e: e.name)
+    except OSError as error:
+        raise DataError(f"{folder} cannot be listed ({error.strerror}); make it readable") from None
+
+
+def _numbered(entries: list, number, pattern: str, noun: str, where: Path) -> dict:
+    """``{int: entry}`` for entries numbered by ``number(name)``; DataError for a name that is
+    not numbered (not like ``pattern``) or a number that two names share (``01`` and ``1``)."""
+    numbered = {}
+    for entry in entries:
+        value = number(entry.name)
+        if value is None:
+            raise DataError(f"{entry} is not named like {pattern}; remove it or rename it")
+        if value in numbered:
+            raise DataError(f"{where}: {numbered[value].name} and {entry.name} are both {noun} {value}; "
+                            f"keep one of them")
+        numbered[value] = entry
+    return numbered
+
+
+def _task_number(name: str):
+    return int(name) if _TASK_NAME.fullmatch(name) else None
+
+
+def _image_number(name: str):
+    match = _IMAGE_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def _hw15_tasks(root: Path) -> dict:
+    """``{task number: folder}`` under ``support/`` or ``query/``; a stray file there is refused."""
+    entries = _listing(root)
+    for entry in entries:
+        if not entry.is_dir():
+            raise DataError(f"{entry} is not a task folder; HW15's {root.name}/ holds only folders "
+                            f"named by number, remove it")
+    return _numbered(entries, _task_number, "NNNN (a task number)", "task", root)
 
 
 def read_hw15_folder(folder: Path, size: int = DEFAULT_IMAGE_SIZE) -> TaskBatch:
     """All tasks of an HW15 ``Omniglot-test`` folder; query labels are :data:`UNKNOWN`.
 
-    Raises DataError (naming the path) for a wrong layout, a missing or extra
-    file, or tasks of different sizes.
+    Tasks are numbered by the integer of their folder names (``1, 2, ..., 10``
+    and ``0000 .. 0039`` alike), and task ``t`` of the batch is the ``t``-th by
+    number, so a submission's ``id = t * ways + query`` follows the folder
+    numbers. The numbers must run without a gap (a missing task would shift
+    every later id); images are numbered likewise by the integer in
+    ``image_N.png`` (``image_01.png`` is image 1) and must be ``0 .. ways-1``.
+    Hidden entries (``.DS_Store``) are ignored.
+
+    Raises DataError (naming the path) for a wrong layout; a folder name that
+    is not a number, or two names with one number (``01`` and ``1``); a gap; a
+    missing, extra or undecodable image; or tasks of different sizes.
     """
     folder = Path(folder)
     support_root, query_root = folder / "support", folder / "query"
     if not support_root.is_dir() or not query_root.is_dir():
         raise DataError(f"{folder} is not an HW15 test folder: it needs support/ and query/ subfolders")
-    support_tasks = sorted(p.name for p in support_root.iterdir() if p.is_dir())
-    query_tasks = sorted(p.name for p in query_root.iterdir() if p.is_dir())
-    if support_tasks != query_tasks:
+    support_tasks, query_tasks = _hw15_tasks(support_root), _hw15_tasks(query_root)
+    if support_tasks.keys() != query_tasks.keys():
         odd = sorted(set(support_tasks) ^ set(query_tasks))
-        raise DataError(f"{folder}: tasks {', '.join(odd[:5])} are in only one of support/ and query/")
+        names = [(support_tasks.get(n) or query_tasks[n]).name for n in odd[:5]]
+        raise DataError(f"{folder}: tasks {', '.join(names)} are in only one of support/ and query/; "
+                        f"restore the missing half or remove the task")
     if not support_tasks:
         raise DataError(f"{folder}: support/ holds no task folders")
+    numbers = sorted(support_tasks)
+    gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    if gaps:
+        raise DataError(f"{folder}: tasks are numbered {support_tasks[numbers[0]].name} to "
+                        f"{support_tasks[numbers[-1]].name} but {', '.join(map(str, gaps[:5]))} "
+                        f"{'is' if len(gaps) == 1 else 'are'} missing, which would shift the submission ids; "
+                        f"restore the missing tasks")
     ways = None
     support, query = [], []
-    for task in support_tasks:
-        for root, images in ((support_root, support), (query_root, query)):
-            files = sorted(root.joinpath(task).iterdir())
-            numbers = sorted(_image_number(f) for f in files)
+    for number in numbers:
+        for tasks, images in ((support_tasks, support), (query_tasks, query)):
+            task = tasks[number]
+            files = _numbered(_listing(task), _image_number, "image_N.png (N a number)", "image", task)
+            if not files:
+                raise DataError(f"{task} holds no image_N.png files; restore them or remove the task")
             if ways is None:
                 ways = len(files)
-            if len(files) != ways or numbers != list(range(ways)):
+            if sorted(files) != list(range(ways)):
                 raise DataError(
-                    f"{root / task} must hold exactly image_0.png .. image_{ways - 1}.png like the other tasks "
-                    f"(found {', '.join(f.name for f in files[:8]) or 'nothing'})")
-            images.append(np.stack([decode_image(root / task / f"image_{i}.png", str(root / task / f"image_{i}.png"), size)
-                                    for i in range(ways)]))
-    count = len(support_tasks)
+                    f"{task} must hold exactly image_0.png .. image_{ways - 1}.png like the other tasks "
+                    f"(found {', '.join(f.name for f in sorted(files.values())[:8]) or 'nothing'})")
+            images.append(np.stack([decode_image(files[i], str(files[i]), size) for i in range(ways)]))
+    count = len(numbers)
     return TaskBatch(
         support_x=to_float(torch.from_numpy(np.stack(support))),
         support_y=torch.arange(ways).repeat(count, 1),
@@ -92,15 +151,46 @@ def write_submission(path: Path, predictions: torch.Tensor) -> list:
 
 
 def read_answers(path: Path) -> dict:
-    """An HW15 answer (or submission) CSV as ``{id: class}``."""
+    """An HW15 answer (or submission) CSV as ``{id: class}``.
+
+    The header must be ``id,class`` (a UTF-8 byte-order mark and spaces are
+    allowed), every row two integers ``>= 0``, and the ids ``0 .. rows-1``,
+    each once, in any order. Anything else is a DataError naming the file,
+    the line and the fix.
+    """
+    path = Path(path)
+    fix = "give an id,class CSV with one row per query, id = task * ways + query"
+    answers = {}
     try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames != ["id", "class"]:
-                raise DataError(f"{path} must have the header id,class (found {reader.fieldnames})")
-            return {int(row["id"]): int(row["class"]) for row in reader}
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read answers from {path} ({error}); give an id,class CSV")
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [field.strip() for field in next(reader, [])]
+            if header != ["id", "class"]:
+                raise DataError(f"{path} must have the header id,class (found {','.join(header) or 'nothing'}); "
+                                f"{fix}")
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue  # a blank line
+                if len(row) != 2:
+                    raise DataError(f"{path}, line {line}: {len(row)} fields, expected id,class; {fix}")
+                try:
+                    key, value = (int(field.strip()) for field in row)
+                except ValueError:
+                    raise DataError(f"{path}, line {line}: {','.join(row)[:60]!r} is not two integers; {fix}") from None
+                if key < 0 or value < 0:
+                    raise DataError(f"{path}, line {line}: id and class must be >= 0 (found {key},{value}); {fix}")
+                if key in answers:
+                    raise DataError(f"{path}, line {line}: id {key} appears twice; keep one row per id")
+                answers[key] = value
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
+        raise DataError(f"cannot read answers from {path} ({reason}); {fix}") from None
+    missing = sorted(set(range(len(answers))) - set(answers))
+    if missing:
+        raise DataError(f"{path}: ids must run 0 .. {len(answers) - 1} but {', '.join(map(str, missing[:5]))} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing; {fix}")
+    return answers
 
 
 @dataclass
@@ -111,7 +201,24 @@ class LakeRuns:
     names: list
 
 
+_RUN_PREFIX = re.compile(r"^run[0-9]+/")
+
+
+def lake_member(run: str, name: str) -> str:
+    """The archive member a ``class_labels.txt`` path names, always inside ``run``.
+
+    Both forms resolve alike: ``run05/training/class01.png`` and
+    ``training/class01.png`` (no ``runNN/`` prefix) are ``run05/training/class01.png``
+    in run05 (backslashes and a leading ``./`` are read as ``/`` and nothing).
+    """
+    name = name.replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return f"{run}/{_RUN_PREFIX.sub('', name, count=1)}"
+
+
 def read_lake_runs(archive: Path, size: int = DEFAULT_IMAGE_SIZE) -> LakeRuns:
+    """Lake's runs from ``all_runs.zip``; every problem is a DataError naming the archive and the run."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"Lake's runs not found at {archive}; put all_runs.zip next to the Omniglot archives")
@@ -121,24 +228,41 @@ def read_lake_runs(archive: Path, size: int = DEFAULT_IMAGE_SIZE) -> LakeRuns:
             run_names = sorted({n.split("/")[0] for n in names if re.match(r"run\d+/class_labels.txt$", n)})
             support, query = [], []
             for run in run_names:
-                pairs = [line.split() for line in runs.read(f"{run}/class_labels.txt").decode().splitlines()
-                         if line.strip()]
+                labels_file = f"{archive}:{run}/class_labels.txt"
+                try:
+                    text = runs.read(f"{run}/class_labels.txt").decode("utf-8-sig")
+                except UnicodeDecodeError:
+                    raise DataError(f"{labels_file} is not UTF-8 text; replace the archive") from None
+                pairs = []
+                for number, line in enumerate(text.splitlines(), 1):
+                    if line.strip():
+                        fields = line.split()
+                        if len(fields) != 2:
+                            raise DataError(f"{labels_file}, line {number}: expected 'test/itemNN.png "
+                                            f"training/classNN.png', found {line.strip()[:80]!r}; replace the archive")
+                        pairs.append((lake_member(run, fields[0]), lake_member(run, fields[1])))
                 classes = sorted({train for _, train in pairs})
                 index = {name: i for i, name in enumerate(classes)}
                 pairs.sort(key=lambda pair: index[pair[1]])
-                if len(pairs) != len(classes):
-                    raise DataError(f"{archive}: {run} does not have one test item per class")
+                if not pairs or len(pairs) != len(classes):
+                    raise DataError(f"{archive}: {run} does not have one test item per class; replace the archive")
+                if support and len(classes) != support[0].shape[0]:
+                    raise DataError(f"{archive}: {run} has {len(classes)} classes, {run_names[0]} "
+                                    f"{support[0].shape[0]}; every run must be {support[0].shape[0]}-way")
 
-                def image(name):
-                    member = name if name in names else f"{run}/{name.split('/', 1)[1]}"
+                def image(member):
+                    if member not in names:
+                        raise DataError(f"{archive}: {run}/class_labels.txt names {member}, which the archive "
+                                        f"does not hold; replace the archive")
+                    refuse_oversized(runs.getinfo(member).file_size, f"{archive}:{member}")
                     return decode_image(io.BytesIO(runs.read(member)), f"{archive}:{member}", size)
 
                 support.append(np.stack([image(c) for c in classes]))
                 query.append(np.stack([image(item) for item, _ in pairs]))
-    except (zipfile.BadZipFile, KeyError, OSError) as error:
-        raise DataError(f"{archive} is not a readable all_runs.zip ({error}); replace it")
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as error:
+        raise DataError(f"{archive} is not a readable all_runs.zip ({error}); replace it") from None
     if not run_names:
-        raise DataError(f"{archive} holds no runNN/class_labels.txt")
+        raise DataError(f"{archive} holds no runNN/class_labels.txt; replace it with Lake's all_runs.zip")
     ways = support[0].shape[0]
     labels = torch.arange(ways).repeat(len(run_names), 1)
     tasks = TaskBatch(to_float(torch.from_numpy(np.stack(support))), labels,

@@ -6,7 +6,7 @@ from typing import Protocol
 import torch
 
 from l2l_omniglot.data.tasks import TaskBatch
-from l2l_omniglot.solvers.base import StepStats
+from l2l_omniglot.stats import StepStats
 
 
 class Engine(Protocol):

@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from l2l_omniglot.data.tasks import TaskBatch
-from l2l_omniglot.solvers.base import StepStats, accuracy
+from l2l_omniglot.stats import StepStats, accuracy
 
 
 #: Images per flat batch in the shared-weights pass (see BatchedEngine._shared_features).

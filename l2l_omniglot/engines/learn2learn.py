@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.data.tasks import TaskBatch
-from l2l_omniglot.solvers.base import StepStats, accuracy
+from l2l_omniglot.stats import StepStats, accuracy
 
 
 class LearnToLearnEngine:

@@ -1,31 +1,16 @@
-"""Solvers by name. Adding one: a new file here, and one line in ``SOLVERS``."""
+"""Solvers: the protocol, the options a solver declares, and the registry that finds them.
+
+The solvers themselves are plugins: each lives in one file (the built-ins in
+this folder) and is found through the entry-point group ``omnimeta.solvers``
+(:mod:`l2l_omniglot.solvers.registry`), so nothing here imports them.
+"""
 from __future__ import annotations
 
-import torch
+from l2l_omniglot.solvers.base import BaseSolver, Solver, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.options import OptionSpec, SolverOptions, option
+from l2l_omniglot.solvers.registry import (ENTRY_POINT_GROUP, SOLVERS, describe_solvers, make_solver,
+                                           register_solver, resolve_config, solver_class, solver_label)
 
-from l2l_omniglot.errors import ConfigError
-from l2l_omniglot.solvers.base import Solver, StepStats
-from l2l_omniglot.solvers.fomaml import FOMAMLSolver
-from l2l_omniglot.solvers.maml import MAMLSolver
-from l2l_omniglot.solvers.transfer import TransferSolver
-
-SOLVERS = {
-    "transfer": TransferSolver,
-    "fomaml": FOMAMLSolver,
-    "maml": MAMLSolver,
-}
-
-
-def solver_class(name: str) -> type:
-    try:
-        return SOLVERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown solver {name!r}; use one of {', '.join(SOLVERS)}") from None
-
-
-def make_solver(config, num_train_classes: int = 0, device="cpu") -> Solver:
-    """Build the solver that ``config.solver`` names."""
-    return solver_class(config.solver)(config, num_train_classes, torch.device(device))
-
-
-__all__ = ["SOLVERS", "Solver", "StepStats", "make_solver", "solver_class"]
+__all__ = ["BaseSolver", "ENTRY_POINT_GROUP", "OptionSpec", "SOLVERS", "Solver", "SolverOptions", "StepStats",
+           "build_optimizer", "check_ways", "describe_solvers", "make_solver", "option", "register_solver",
+           "resolve_config", "solver_class", "solver_label"]

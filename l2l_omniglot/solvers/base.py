@@ -1,15 +1,14 @@
-"""The one interface every solver meets.
+"""The one interface every solver meets, and a small base class that meets most of it.
 
 A solver is one step, never a loop: the training loop
 (:mod:`l2l_omniglot.training`) hands it batches of tasks, and the evaluation
-(:mod:`l2l_omniglot.evaluation`) hands it fixed test tasks. To add a solver,
-write a class that meets :class:`Solver` in a new file under
-``l2l_omniglot/solvers/`` and add one line to the registry in
-``l2l_omniglot/solvers/__init__.py`` (see ``docs/solvers.md``).
+(:mod:`l2l_omniglot.evaluation`) hands it fixed test tasks. A solver lives in
+one file, declares its own options there (:mod:`l2l_omniglot.solvers.options`)
+and is found through the entry-point group ``omnimeta.solvers``, whether it
+ships with omnimeta or in another package (see ``docs/solvers.md``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -17,27 +16,37 @@ import torch
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.solvers.options import SolverOptions
+from l2l_omniglot.stats import StepStats, accuracy
 
-
-@dataclass
-class StepStats:
-    """What one meta-training step reports: mean query loss and accuracy over its tasks."""
-
-    loss: float
-    accuracy: float
+#: What the registry checks on a solver class before it is used (a plugin missing one is reported by name).
+REQUIRED_MEMBERS = ("name", "description", "Options", "defaults", "meta_train_step", "predict", "state_dict",
+                    "load_state_dict")
 
 
 @runtime_checkable
 class Solver(Protocol):
     """Meta-train on batches of tasks; adapt to a support set and predict its queries.
 
-    ``__init__(config, num_train_classes, device)`` builds the solver;
-    ``num_train_classes`` is the number of classes in the meta-train phase
-    (after augmentation), for solvers that learn over all of them.
+    ``__init__(config, num_train_classes, device)`` builds the solver from a
+    :class:`~l2l_omniglot.config.RunConfig` whose ``options`` are this
+    solver's own; ``num_train_classes`` is the number of classes in the
+    meta-train phase (after augmentation), for solvers that learn over all of
+    them. The checkpoint stores it, so a saved solver is rebuilt without data.
+
+    A solver that also offers ``accumulate_meta_gradient(tasks)`` (add the
+    meta-gradient of the mean loss over ``tasks`` to ``.grad``), ``model`` and
+    ``optimizer`` can split a meta-batch across the ranks of a distributed run.
     """
 
     name: ClassVar[str]
-    #: The solver's own defaults, over :class:`~l2l_omniglot.config.RunConfig`'s.
+    #: One line for ``omnimeta solvers``.
+    description: ClassVar[str]
+    #: The paper the solver implements (authors, venue, year), or "" for none.
+    paper: ClassVar[str]
+    #: The solver's own options: a :class:`~l2l_omniglot.solvers.options.SolverOptions` dataclass.
+    Options: ClassVar[type]
+    #: The solver's defaults for shared settings, over :class:`~l2l_omniglot.config.RunConfig`'s.
     defaults: ClassVar[dict]
 
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
@@ -56,8 +65,30 @@ class Solver(Protocol):
         """Restore what :meth:`state_dict` returned."""
 
 
-class ModelOptimizerState:
-    """``state_dict``/``load_state_dict`` for solvers whose state is ``self.model`` and ``self.optimizer``."""
+class BaseSolver:
+    """What most solvers share: options built from the config, a label, and model + optimizer state.
+
+    A subclass sets the class attributes of :class:`Solver`, builds
+    ``self.model`` and ``self.optimizer`` in ``__init__`` (after calling this
+    one) and writes ``meta_train_step`` and ``predict``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Options: ClassVar[type] = SolverOptions
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
+        self.config = config
+        self.num_train_classes = num_train_classes
+        self.device = torch.device(device)
+        self.options = self.Options.build(config.options, self.name)
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        """How tables name a run of this solver with ``options`` (e.g. a mode in brackets)."""
+        return cls.name
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -110,5 +141,5 @@ def check_ways(head_ways: int, task_ways: int) -> None:
                           f"evaluate it with {head_ways} ways or train a {task_ways}-way model")
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(dim=-1) == labels).float().mean().item()
+__all__ = ["BaseSolver", "MetaOptimizer", "REQUIRED_MEMBERS", "Solver", "SolverOptions", "StepStats", "accuracy",
+           "build_optimizer", "check_ways"]

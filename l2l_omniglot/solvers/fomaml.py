@@ -19,8 +19,10 @@ from l2l_omniglot.solvers.maml import MAMLSolver
 
 class FOMAMLSolver(MAMLSolver):
     name: ClassVar[str] = "fomaml"
+    description: ClassVar[str] = ("First-order MAML: MAML without the derivatives through the inner steps "
+                                  "(learn2learn's MAML wrapper, first_order=True)")
+    paper: ClassVar[str] = "Finn, Abbeel and Levine, ICML 2017 (section 5.2); Nichol, Achiam and Schulman 2018"
     first_order: ClassVar[bool] = True
     #: Tuned on this project's 2-core CPU so that `omnimeta run --solver fomaml` finishes in under
     #: ten minutes (docs/results.md): small meta-batches, a zero head, many test-time steps.
-    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "zero_head": True,
-                                "test_inner_steps": 20, "val_every": 500}
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 500}

@@ -19,15 +19,22 @@ How the tasks are adapted is the ``engine`` (:mod:`l2l_omniglot.engines`):
 ``l2l``, learn2learn's wrapper one task at a time (the default), or
 ``batched``, all tasks at once with ``torch.func``; the two agree to 1e-5.
 
+Options (``omnimeta solvers`` lists them): ``inner_lr``, ``train_inner_steps``,
+``test_inner_steps``, ``zero_head`` and ``engine``.
+
+Paper: Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
+Adaptation of Deep Networks", ICML 2017.
+
 Example::
 
-    from l2l_omniglot import RunConfig, make_solver
-    solver = make_solver(RunConfig(solver="maml"), num_train_classes=768)
+    from l2l_omniglot import make_solver, resolve_config
+    solver = make_solver(resolve_config("maml", engine="batched"))
     stats = solver.meta_train_step(tasks)     # tasks: a TaskBatch
     labels = solver.predict(tasks)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -36,29 +43,45 @@ from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.engines import ENGINES
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import ModelOptimizerState, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import BaseSolver, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.options import SolverOptions, option
 
 
-class MAMLSolver(ModelOptimizerState):
+@dataclass(frozen=True)
+class MAMLOptions(SolverOptions):
+    inner_lr: float = option(0.4, "Inner-loop learning rate.", flag="--inner-lr", minimum=0.0)
+    train_inner_steps: int = option(1, "Adaptation steps while meta-training.", flag="--train-inner-steps",
+                                    minimum=0, maximum=100)
+    test_inner_steps: int = option(20, "Adaptation steps at validation and test.", flag="--test-inner-steps",
+                                   minimum=0, maximum=1000)
+    zero_head: bool = option(True, "Start every task from a zero head instead of a meta-learned one "
+                                   "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
+    engine: str = option("l2l", "How tasks adapt: one at a time with learn2learn (l2l), or all at once with "
+                                "torch.func (batched).", flag="--engine", choices=tuple(ENGINES))
+
+
+class MAMLSolver(BaseSolver):
     name: ClassVar[str] = "maml"
+    description: ClassVar[str] = ("MAML: meta-learn an initialisation that a few SGD steps adapt to a task "
+                                  "(second order, learn2learn's MAML wrapper)")
+    paper: ClassVar[str] = "Finn, Abbeel and Levine, Model-Agnostic Meta-Learning, ICML 2017"
+    Options: ClassVar[type] = MAMLOptions
     first_order: ClassVar[bool] = False
-    engines: ClassVar[tuple] = tuple(ENGINES)
-    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "zero_head": True,
-                                "test_inner_steps": 20, "val_every": 500}
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 500}
 
     def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
-        self.config = config
-        self.device = torch.device(device)
+        super().__init__(config, num_train_classes, device)
+        options = self.options
         self.model = ConvNet(config.ways, image_size=config.image_size).to(self.device)
         meta_parameters = list(self.model.parameters())
-        if config.zero_head:
+        if options.zero_head:
             # Task labels are a random permutation, so no learned head start can favour a class; a zero
             # head that each task adapts from scratch removes that noise (Kao et al., ICLR 2022).
             torch.nn.init.zeros_(self.model.head.weight)
             torch.nn.init.zeros_(self.model.head.bias)
             meta_parameters = list(self.model.features.parameters())
         self.optimizer = build_optimizer(meta_parameters, config)
-        self.engine = ENGINES[config.engine](self.model, config.inner_lr, self.first_order)
+        self.engine = ENGINES[options.engine](self.model, options.inner_lr, self.first_order)
 
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
         self.optimizer.zero_grad(set_to_none=True)
@@ -67,10 +90,14 @@ class MAMLSolver(ModelOptimizerState):
         return stats
 
     def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
-        """Add the meta-gradient of the mean query loss over ``tasks`` to the parameters' ``.grad``."""
-        return self.engine.accumulate_meta_gradient(tasks.to(self.device), self.config.train_inner_steps)
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
+        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
+        if self.options.zero_head:
+            # The zero head is not meta-learned: whatever gradient reached it is dropped, not kept or all-reduced.
+            self.model.head.weight.grad = self.model.head.bias.grad = None
+        return stats
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         check_ways(self.config.ways, tasks.ways)
-        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.config.test_inner_steps)
+        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps)
         return logits.argmax(dim=-1).cpu()

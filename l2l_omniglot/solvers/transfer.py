@@ -19,14 +19,20 @@ Hand-written (learn2learn has no such baseline). Two modes:
 
 In both modes evaluation works on copies: the pre-trained weights never change.
 
+Options: ``mode`` (``--transfer-mode``), ``inner_lr`` (the fine-tuning
+learning rate; by default 0.01 in ``classes`` mode and 0.4 in ``tasks`` mode)
+and ``test_inner_steps``.
+
 Example::
 
     omnimeta run --solver transfer --transfer-mode classes
+    omnimeta run --solver transfer --option mode=tasks
 """
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +42,26 @@ from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import ModelOptimizerState, StepStats, accuracy, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import BaseSolver, StepStats, accuracy, build_optimizer, check_ways
+from l2l_omniglot.solvers.options import SolverOptions, option
 
 TRANSFER_MODES = ("classes", "tasks")
+#: Fine-tuning learning rate per mode: a task-local head starts from random weights, so it needs the larger
+#: steps of the HW15 sample to fit a support set at all; an imprinted head is already close.
+MODE_INNER_LR = {"classes": 0.01, "tasks": 0.4}
+
+
+@dataclass(frozen=True)
+class TransferOptions(SolverOptions):
+    mode: str = option("classes", "Pre-train on all meta-train classes (classes), or on task-local labels as the "
+                                  "HW15 sample does (tasks).", flag="--transfer-mode", choices=TRANSFER_MODES)
+    inner_lr: Optional[float] = option(None, "Fine-tuning learning rate [default: 0.01 in classes mode, 0.4 in "
+                                             "tasks mode].", flag="--inner-lr", minimum=0.0)
+    test_inner_steps: int = option(10, "Fine-tuning steps on each support set at validation and test.",
+                                   flag="--test-inner-steps", minimum=0, maximum=1000)
+
+    def resolved(self) -> "TransferOptions":
+        return self if self.inner_lr is not None else replace(self, inner_lr=MODE_INNER_LR[self.mode])
 
 
 class CosineHead(nn.Module):
@@ -60,22 +83,19 @@ def imprinted_head(features: torch.Tensor, labels: torch.Tensor, ways: int, scal
     return CosineHead(F.normalize(means, dim=-1), scale)
 
 
-class TransferSolver(ModelOptimizerState):
+class TransferSolver(BaseSolver):
     name: ClassVar[str] = "transfer"
-    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 16, "inner_lr": 0.01, "test_inner_steps": 10,
-                                "val_every": 250}
-    #: Per-mode defaults over ``defaults``: a task-local head starts from random weights, so it
-    #: needs the larger steps of the HW15 sample to fit a support set at all.
-    mode_defaults: ClassVar[dict] = {"tasks": {"inner_lr": 0.4}}
+    description: ClassVar[str] = ("Transfer baseline: pre-train a classifier, imprint a cosine head from the "
+                                  "support set and fine-tune a copy per task (hand-written)")
+    paper: ClassVar[str] = "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019"
+    Options: ClassVar[type] = TransferOptions
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 16, "val_every": 250}
     #: Temperature of the cosine head; 10 keeps the softmax neither flat nor saturated for 5-20 ways.
     cosine_scale: ClassVar[float] = 10.0
 
     def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
-        if config.transfer_mode not in TRANSFER_MODES:
-            raise ConfigError(f"unknown transfer mode {config.transfer_mode!r}; use one of {', '.join(TRANSFER_MODES)}")
-        self.config = config
-        self.device = torch.device(device)
-        self.mode = config.transfer_mode
+        super().__init__(config, num_train_classes, device)
+        self.mode = self.options.mode
         if self.mode == "classes":
             if num_train_classes < 2:
                 raise ConfigError("transfer in 'classes' mode needs the number of meta-train classes")
@@ -84,6 +104,10 @@ class TransferSolver(ModelOptimizerState):
             self.model = ConvNet(config.ways, image_size=config.image_size, batch_stats=True)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), config)
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        return f"{cls.name} ({options.get('mode', TransferOptions.mode)})"
 
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
         tasks = tasks.to(self.device)
@@ -112,8 +136,8 @@ class TransferSolver(ModelOptimizerState):
             model.eval()  # running statistics of pre-training; a 5-image batch would be a poor estimate
             with torch.no_grad():
                 model.head = imprinted_head(model.features(support_x), support_y, ways, self.cosine_scale)
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.config.inner_lr)
-        for _ in range(self.config.test_inner_steps):
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.options.inner_lr)
+        for _ in range(self.options.test_inner_steps):
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(support_x), support_y).backward()
             optimizer.step()
