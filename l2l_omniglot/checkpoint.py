@@ -22,7 +22,7 @@ import torch
 
 from l2l_omniglot.atomic import atomic_path
 from l2l_omniglot.config import RunConfig, resolve_device
-from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.errors import ConfigError, WriteError, first_line
 from l2l_omniglot.solvers.registry import SOLVERS
 
 FORMAT = "omnimeta-checkpoint-v2"
@@ -30,12 +30,18 @@ OLDER_FORMATS = ("omnimeta-checkpoint-v1",)
 
 
 def save_checkpoint(path: Path, config: RunConfig, solver_state: dict, num_train_classes: int, **extra) -> None:
+    path = Path(path)
     entry = SOLVERS.entry(config.solver)
     payload = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True), "solver": solver_state,
                "num_train_classes": int(num_train_classes), "solver_package": entry.package,
                "solver_target": entry.target, **extra}
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    try:
+        with atomic_path(path) as temporary:
+            torch.save(payload, temporary)
+    except RuntimeError as error:  # torch.save reports a failed write (a full disk) as a RuntimeError
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        raise WriteError(f"could not write {path} ({first_line(error)}); {kept}; free space on its disk or "
+                         f"fix the cause and run again") from None
 
 
 def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple:
@@ -51,9 +57,8 @@ def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             AttributeError, TypeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # Never suggest weights_only=False: a file that needs it may run code when loaded.
-        raise ConfigError(f"{path} is not a readable omnimeta checkpoint ({reason[:160]}); it is damaged or "
+        raise ConfigError(f"{path} is not a readable omnimeta checkpoint ({first_line(error, 160)}); it is damaged or "
                           f"not from omnimeta: retrain, or restore the file from a backup")
     if not isinstance(payload, dict):
         raise ConfigError(f"{path} is not an omnimeta checkpoint (format {FORMAT} expected)")

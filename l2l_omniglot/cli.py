@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from l2l_omniglot.compare import compare_rows, curves, score_runs, train_isolated
-from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, MAX_SEED, RunConfig
+from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, RunConfig
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
@@ -68,6 +68,27 @@ class OneLineErrors(click.Group):
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
+
+
+class LazyProgress:
+    """A progress bar that appears with the first progress report, so errors found before any work stay one line."""
+
+    def __init__(self, description: str, total=None):
+        self.description, self.total, self.bar = description, total, None
+
+    def __call__(self, done: int) -> None:
+        if self.bar is None:
+            self.bar = progress_bar()
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=self.total)
+        self.bar.advance(self.task, done)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def emit_json(data) -> None:
@@ -250,22 +271,22 @@ def run_options(function):
         return click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None,
                             help=text + shared_default_help(name), **extra)
 
-    positive = click.IntRange(min=1)
+    # Plain types: RunConfig.validate() checks the ranges, with the same words for the CLI and the library.
     options = [
-        shared("ways", click.IntRange(min=2), "Classes per task."),
-        shared("shots", positive, "Support images per class."),
-        shared("queries", positive, "Query images per class."),
-        shared("meta_batch", positive, "Tasks per meta-iteration."),
-        shared("iterations", positive, "Meta-iterations."),
-        shared("meta_lr", click.FloatRange(min=0), "Adam learning rate of the outer loop."),
+        shared("ways", int, "Classes per task."),
+        shared("shots", int, "Support images per class."),
+        shared("queries", int, "Query images per class."),
+        shared("meta_batch", int, "Tasks per meta-iteration."),
+        shared("iterations", int, "Meta-iterations."),
+        shared("meta_lr", float, "Adam learning rate of the outer loop."),
         shared("lr_schedule", click.Choice(LR_SCHEDULES), "Meta learning rate: cosine-annealed to zero over the "
                                                           "run, or constant."),
         shared("split", click.Choice(SPLITS), "Class split."),
         shared("augment", click.Choice(AUGMENTS), "Meta-train augmentation; rotate adds 90/180/270-degree classes."),
-        shared("eval_tasks", click.IntRange(1, MAX_EVALUATION_TASKS), "Fixed test tasks."),
-        shared("val_tasks", click.IntRange(1, MAX_EVALUATION_TASKS), "Fixed validation tasks."),
-        shared("val_every", positive, "Validate every N iterations."),
-        shared("seed", click.IntRange(0, MAX_SEED), "Seed of the training task stream and weights."),
+        shared("eval_tasks", int, "Fixed test tasks."),
+        shared("val_tasks", int, "Fixed validation tasks."),
+        shared("val_every", int, "Validate every N iterations."),
+        shared("seed", int, "Seed of the training task stream and weights."),
         shared("device", click.Choice(DEVICES), "Where to train."),
         *solver_flag_options(SOLVER_FLAGS),
         click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
@@ -450,9 +471,8 @@ def solvers_command(as_json):
 
 
 def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
-    with progress_bar() as progress:
-        task = progress.add_task("score on the fixed test tasks", total=None)
-        return score_runs(run_dirs, omniglot, eval_tasks, device, lambda done: progress.advance(task, done))
+    with LazyProgress("score on the fixed test tasks") as progress:
+        return score_runs(run_dirs, omniglot, eval_tasks, device, progress)
 
 
 @cli.command()
@@ -520,10 +540,8 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
     """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
     omniglot = open_omniglot(data_root)
-    with progress_bar() as progress:
-        task = progress.add_task(f"evaluate ({benchmark})", total=None)
-        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device,
-                              progress=lambda done: progress.advance(task, done))
+    with LazyProgress(f"evaluate ({benchmark})") as progress:
+        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device, progress=progress)
     if as_json:
         emit_json(report)
         return

@@ -40,7 +40,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from l2l_omniglot.config import resolve_device
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.errors import ConfigError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import per_task_accuracy
 from l2l_omniglot.stats import StepStats
 
@@ -299,11 +299,6 @@ class Ranks:
         if shown is not None:
             shown.finish()
         return torch.cat([part[:size] for part, size in zip(gathered, sizes)]).cpu()
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 

@@ -22,3 +22,9 @@ class WriteError(OmnimetaError, OSError):
     It is also an ``OSError``, so code that treats a failed write as one (the
     decode cache, whose loss only costs speed) keeps doing so.
     """
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

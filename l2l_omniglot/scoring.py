@@ -30,7 +30,12 @@ def _no_progress(done: int) -> None:
 def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
                  shots: Optional[int] = None, device: str = "cpu",
                  progress: Callable[[int], None] = _no_progress) -> dict:
-    """Score a run's best checkpoint on its fixed test tasks (``tasks``) or on Lake's 20 runs (``lake20``)."""
+    """Score a run's best checkpoint on its fixed test tasks (``tasks``) or on Lake's 20 runs (``lake20``).
+
+    Everything that can fail on the user's input (the checkpoint, the options,
+    the test set) fails before the first task is scored, so ``progress`` is
+    called only once scoring has begun.
+    """
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)

@@ -22,6 +22,7 @@ same numbers as a run that was never stopped.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import math
 import os
@@ -29,6 +30,7 @@ import random
 import resource
 import sys
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +142,26 @@ class Benchmark:
 
     @staticmethod
     def build(config: RunConfig, omniglot, phases=("train", "val", "test")) -> "Benchmark":
+        """Samplers for ``phases``: validation and test give the run's shape; training the solver's.
+
+        A solver with a ``train_task_shape(config)`` hook (see :class:`~l2l_omniglot.solvers.base.Solver`)
+        meta-trains on tasks of the shape it returns; every other solver on the run's own shape.
+        """
         split = make_split(config.split, omniglot)
-        samplers = phase_samplers(omniglot, split, config.ways, config.shots, config.queries, config.augment, phases)
+        run_shape = (config.ways, config.shots, config.queries)
+        hook = getattr(SOLVERS[config.solver], "train_task_shape", None) if "train" in phases else None
+        train_shape = tuple(hook(config)) if callable(hook) else run_shape
+        samplers = {}
+        if "train" in phases and train_shape != run_shape:
+            try:
+                samplers = phase_samplers(omniglot, split, *train_shape, config.augment, ("train",))
+            except ConfigError as error:
+                ways, shots, queries = train_shape
+                raise ConfigError(f"{config.solver} meta-trains on {ways}-way {shots}-shot tasks with {queries} "
+                                  f"queries per class (its train_task_shape), which the {config.split} split "
+                                  f"cannot give ({error}); change that solver's options") from None
+            phases = tuple(phase for phase in phases if phase != "train")
+        samplers.update(phase_samplers(omniglot, split, *run_shape, config.augment, phases) if phases else {})
         val = fixed_tasks(samplers["val"], config.val_tasks, VALIDATION_STREAM) if "val" in samplers else None
         test = fixed_tasks(samplers["test"], config.eval_tasks, TEST_STREAM) if "test" in samplers else None
         return Benchmark(samplers, val, test)
@@ -161,6 +181,44 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
         except (ValueError, KeyError, TypeError):
             continue
     return kept
+
+
+LOCK_FILE = ".omnimeta.lock"
+
+
+class RunFolderLock:
+    """One writer per run folder: an exclusive ``flock`` on ``RUN_DIR/.omnimeta.lock``, held while a run works.
+
+    The kernel drops the lock when its process ends, however it ends, so a
+    killed run never leaves it stale; the file keeps the holder's pid only to
+    name it in the refusal.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.path = Path(out_dir) / LOCK_FILE
+        self.handle = None
+
+    def acquire(self) -> "RunFolderLock":
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(f"{self.path.parent} is in use by {holder}; wait for that run to end or stop it, "
+                              f"then retry") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} (omnimeta run on {socket.gethostname()})")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing drops the flock
+            self.handle = None
 
 
 def load_saved_state(out_dir: Path) -> tuple:
@@ -230,6 +288,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.force = force
         self.resumed = False
+        self.lock = None
         #: Where the data came from, kept in state.pt so that --resume finds it again.
         self.data_root = str(data_root) if data_root is not None else str(getattr(omniglot, "root", "") or "")
 
@@ -250,6 +309,8 @@ class Trainer:
         config, payload = load_saved_state(out_dir)
         trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every, ranks=ranks)
         trainer.out_dir = out_dir if trainer.ranks.is_main else None
+        if trainer.out_dir is not None:
+            trainer.lock = RunFolderLock(out_dir).acquire()  # before anything in the folder changes
         trainer.resumed = True
         saved = payload["trainer"]
         try:
@@ -270,6 +331,8 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------------
     def _start_out_dir(self) -> None:
         prepare_out_dir(self.out_dir, self.force)
+        self.lock = RunFolderLock(self.out_dir).acquire()
+        check_out_dir(self.out_dir, self.force)  # another run may have started here since the first check
         for stale in ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl"):
             (self.out_dir / stale).unlink(missing_ok=True)
         write_json(self.out_dir / "config.json", self.config.to_dict())
@@ -288,6 +351,8 @@ class Trainer:
             return self._test(callbacks)
         finally:
             callbacks.on_finish()
+            if self.lock is not None:
+                self.lock.release()
 
     def _train(self, callbacks: RunCallbacks) -> None:
         config, out_dir = self.config, self.out_dir

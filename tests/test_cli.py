@@ -53,7 +53,7 @@ def test_run_prints_a_result_table(data_root, tmp_path):
     (["run", "--solver", "reptile"], "'reptile' is not one of"),
     (["run", "--augment", "flip"], "'flip' is not one of"),
     (["run", "--meta-lr", "-1"], "--meta-lr must be a finite number >= 0"),
-    (["run", "--inner-lr", "nan"], "--inner-lr must be a finite number >= 0"),
+    (["run", "--inner-lr", "nan"], "option inner_lr (--inner-lr) of fomaml must be a finite number"),
     (["run", "--iterations", "0"], "--iterations must be at least 1"),
     (["run", "--eval-tasks", "0"], "--eval-tasks must be at least 1"),
     (["data", "info", "--data-root", "/nonexistent/omniglot"], "/nonexistent/omniglot does not exist"),

@@ -17,9 +17,16 @@ def test_the_add_a_solver_example_runs_end_to_end(data_root, monkeypatch):
             exec(compile(block, "docs/solvers.md", "exec"), namespace)
         result = namespace["result"]
         assert result["solver"] == "centroid" and result["test_tasks"] == 20
+        assert result["options"] == {"normalize": False}
         assert result["test_accuracy"] > 0.3  # chance is 0.2
     finally:
         SOLVERS.pop("centroid", None)
+
+
+def test_the_plugin_example_and_the_docs_hold_the_same_solver():
+    plugin = (REPO / "docs" / "examples" / "centroid_plugin" / "omnimeta_centroid" / "__init__.py").read_text()
+    solver_block = python_blocks((REPO / "docs" / "solvers.md").read_text())[0]
+    assert solver_block.strip() in plugin
 
 
 def test_cli_reference_matches_the_click_app():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,7 +63,8 @@ def downstream(tmp_path_factory, wheelhouse) -> Path:
     run([sys.executable, "-m", "venv", project / "venv"], cwd=project)
     run([project / "venv" / "bin" / "pip", "install", "-q", "-c", REPO / "constraints.txt",
          "--find-links", wheelhouse, "omnimeta"], cwd=project, timeout=1000)
-    return project
+    yield project
+    shutil.rmtree(project / "venv", ignore_errors=True)  # 6 GB; pytest keeps its last three temp folders
 
 
 def test_the_wheelhouse_holds_omnimeta_and_learn2learn_for_this_python_and_nothing_else(wheelhouse):

@@ -246,7 +246,7 @@ def _read_cache(path: Path, set_name: str, source: Path, size: int = DEFAULT_IMA
     nothing the source does not, and its loss costs only the decode time.
     """
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
             images, labels, characters = stored["images"], stored["labels"], stored["characters"]
     except Exception:  # noqa: BLE001 - any failure to read a cache means "decode again", never a traceback
         return None

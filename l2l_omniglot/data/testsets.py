@@ -107,12 +107,14 @@ def read_hw15_folder(folder: Path, size: int = DEFAULT_IMAGE_SIZE) -> TaskBatch:
     if not support_tasks:
         raise DataError(f"{folder}: support/ holds no task folders")
     numbers = sorted(support_tasks)
-    gaps = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-    if gaps:
-        raise DataError(f"{folder}: tasks are numbered {support_tasks[numbers[0]].name} to "
-                        f"{support_tasks[numbers[-1]].name} but {', '.join(map(str, gaps[:5]))} "
-                        f"{'is' if len(gaps) == 1 else 'are'} missing, which would shift the submission ids; "
-                        f"restore the missing tasks")
+    missing = numbers[-1] - numbers[0] + 1 - len(numbers)
+    if missing:
+        first, last = support_tasks[numbers[0]].name, support_tasks[numbers[-1]].name
+        gaps = [n for a, b in zip(numbers, numbers[1:]) for n in range(a + 1, min(b, a + 6))][:5]
+        listed = ", ".join(str(gap).zfill(len(first)) for gap in gaps) + (", ..." if missing > len(gaps) else "")
+        raise DataError(f"{folder}: tasks are numbered {first} to {last} but {listed} "
+                        f"{'is' if missing == 1 else f'({missing} in all) are'} missing, which would shift the "
+                        f"submission ids; restore the missing tasks")
     ways = None
     support, query = [], []
     for number in numbers:
@@ -184,7 +186,7 @@ def read_answers(path: Path) -> dict:
                     raise DataError(f"{path}, line {line}: id {key} appears twice; keep one row per id")
                 answers[key] = value
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
+        reason = getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0][:120]
         raise DataError(f"cannot read answers from {path} ({reason}); {fix}") from None
     missing = sorted(set(range(len(answers))) - set(answers))
     if missing:

@@ -11,11 +11,16 @@ they differ in how:
 
 ``tests/engines/test_equivalence.py`` checks that their meta-gradients and
 adapted query logits agree, and ``bench/speed.py`` times them.
+
+:data:`HEAD_ONLY_ENGINES` are the same two ways to run an inner loop that
+adapts only the model's head on features computed once per task (ANIL,
+:mod:`l2l_omniglot.engines.head_only`).
 """
 from __future__ import annotations
 
 from l2l_omniglot.engines.base import Engine
 from l2l_omniglot.engines.batched import BatchedEngine
+from l2l_omniglot.engines.head_only import HeadOnlyBatchedEngine, HeadOnlyLearnToLearnEngine
 from l2l_omniglot.engines.learn2learn import LearnToLearnEngine
 
 ENGINES = {
@@ -23,4 +28,11 @@ ENGINES = {
     "batched": BatchedEngine,
 }
 
-__all__ = ["ENGINES", "BatchedEngine", "Engine", "LearnToLearnEngine"]
+#: The same engines with an inner loop over the head only (the features are adapted by no task).
+HEAD_ONLY_ENGINES = {
+    "l2l": HeadOnlyLearnToLearnEngine,
+    "batched": HeadOnlyBatchedEngine,
+}
+
+__all__ = ["ENGINES", "HEAD_ONLY_ENGINES", "BatchedEngine", "Engine", "HeadOnlyBatchedEngine",
+           "HeadOnlyLearnToLearnEngine", "LearnToLearnEngine"]

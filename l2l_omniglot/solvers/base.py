@@ -37,6 +37,15 @@ class Solver(Protocol):
     A solver that also offers ``accumulate_meta_gradient(tasks)`` (add the
     meta-gradient of the mean loss over ``tasks`` to ``.grad``), ``model`` and
     ``optimizer`` can split a meta-batch across the ranks of a distributed run.
+
+    A solver that meta-trains on tasks of another shape than it is tested on
+    (Prototypical Networks train with more ways and queries than the test
+    tasks have) offers the classmethod ``train_task_shape(config) -> (ways,
+    shots, queries)``: the training loop then samples its meta-training tasks
+    with that shape, while validation and test keep the run's ``--ways``,
+    ``--shots`` and ``--queries``. Without it, training tasks have the run's
+    shape. The hook is read before the solver is built, so it may depend on
+    ``config`` (and the solver's options in ``config.options``) only.
     """
 
     name: ClassVar[str]

@@ -71,7 +71,8 @@ class OptionSpec:
 
     def parse(self, value, solver: str):
         """``value`` (a string from the command line, or a Python value) as this option's type, checked."""
-        where = f"option {self.name} of {solver}"
+        flag = f" ({self.flag.split('/')[0]})" if self.flag and self.type is not bool else ""
+        where = f"option {self.name}{flag} of {solver}"
         if value is None:
             if self.default is None:
                 return None

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.errors import ConfigError, first_line
 from l2l_omniglot.solvers.base import REQUIRED_MEMBERS
 from l2l_omniglot.solvers.options import SolverOptions
 
@@ -50,9 +50,8 @@ class SolverEntry:
                 for part in attribute.split("."):
                     cls = getattr(cls, part)
             except Exception as error:  # a plugin's import may fail in any way; it must not take omnimeta down
-                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
                 raise ConfigError(f"solver plugin {self.name!r} ({self.target}) from package {self.package} "
-                                  f"cannot be loaded ({type(error).__name__}: {reason}); reinstall or fix "
+                                  f"cannot be loaded ({type(error).__name__}: {first_line(error, 200)}); reinstall or fix "
                                   f"{self.package}") from None
             check_solver_class(cls, self.name, self.package)
             self.loaded = cls

@@ -1,10 +1,12 @@
 import io
 
 import numpy as np
+import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
-from l2l_omniglot.data.images import load_png, to_float, to_uint8
+from l2l_omniglot.data.images import MAX_IMAGE_SIDE, decode_image, load_png, to_float, to_uint8
+from l2l_omniglot.errors import DataError
 
 
 def test_ink_is_one_and_background_zero():
@@ -34,3 +36,22 @@ def test_truncated_png_is_detected():
     except (OSError, SyntaxError):
         return
     raise AssertionError("a truncated PNG decoded without error")
+
+
+def test_an_image_above_the_side_limit_is_refused_before_its_pixels_are_decoded(monkeypatch):
+    def no_decoding(self):
+        raise AssertionError("the pixels of a refused image were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    big = Image.new("1", (MAX_IMAGE_SIDE + 1, 8))
+    buffer = io.BytesIO()
+    big.save(buffer, format="PNG")
+    with pytest.raises(DataError, match=r"big.png is too large to decode \(4097x8 pixels"):
+        decode_image(io.BytesIO(buffer.getvalue()), "big.png")
+
+
+def test_an_image_at_the_side_limit_decodes():
+    page = Image.new("L", (MAX_IMAGE_SIDE, 16), 255)
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    assert decode_image(io.BytesIO(buffer.getvalue()), "wide.png").shape == (28, 28)

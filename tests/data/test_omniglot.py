@@ -1,5 +1,7 @@
+import errno
 import hashlib
 import http.server
+import os
 import threading
 import time
 import zipfile
@@ -8,6 +10,7 @@ from functools import partial
 import pytest
 import torch
 
+from l2l_omniglot.data import omniglot as omniglot_module
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot, load_set
 from l2l_omniglot.errors import DataError
 from tests.conftest import write_tiny_set
@@ -112,3 +115,24 @@ def test_download_with_a_wrong_checksum_is_rejected_and_discarded(archive_server
     with pytest.raises(DataError, match="expected 0000"):
         download_omniglot(tmp_path / "fetched", base_url=url, checksums=wrong, algorithm="sha256")
     assert list((tmp_path / "fetched").iterdir()) == []
+
+
+def test_a_sound_cache_is_used_without_decoding(tiny_root, cache_dir, monkeypatch):
+    first = load_set(tiny_root, "background", cache_dir=cache_dir)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a sound cache was decoded again")
+
+    monkeypatch.setattr(omniglot_module, "decode_set", no_decoding)
+    again = load_set(tiny_root, "background", cache_dir=cache_dir)
+    assert again.cache_path == first.cache_path and torch.equal(again.images, first.images)
+
+
+def test_a_cache_that_cannot_be_written_costs_only_speed(tiny_root, cache_dir, monkeypatch):
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    loaded = load_set(tiny_root, "background", cache_dir=cache_dir)
+    assert loaded.summary() == {"alphabets": 2, "characters": 6, "images": 120} and loaded.cache_path is None
+    assert list((cache_dir / "decoded").iterdir()) == []  # no temporary left behind

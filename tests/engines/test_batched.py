@@ -57,8 +57,8 @@ def test_batched_prediction_leaves_the_model_unchanged(test_tasks):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"solver": "transfer", "engine": "batched"}, "--engine batched does not apply to transfer"),
-    ({"solver": "maml", "engine": "vectorised"}, "unknown engine 'vectorised'"),
+    ({"solver": "transfer", "engine": "batched"}, "transfer has no option engine"),
+    ({"solver": "maml", "engine": "vectorised"}, "option engine \\(--engine\\) of maml must be one of l2l, batched"),
 ])
 def test_engine_options_are_checked(overrides, message):
     with pytest.raises(ConfigError, match=message):

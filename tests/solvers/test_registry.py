@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
+from l2l_omniglot.checkpoint import load_solver, save_checkpoint
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.solvers import SOLVERS, Solver, make_solver, solver_class
 from tests.solvers.conftest import small_config, train
@@ -20,12 +20,11 @@ def test_checkpoint_round_trip_gives_identical_predictions(name, samplers, test_
     torch.manual_seed(0)
     solver = make_solver(small_config(name), classes)
     train(solver, samplers["train"], 3)
-    save_checkpoint(tmp_path / "checkpoint.pt", solver.config, solver.state_dict())
-    config, payload = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert config == solver.config
+    save_checkpoint(tmp_path / "checkpoint.pt", solver.config, solver.state_dict(), classes)
     torch.manual_seed(123)  # a different initialisation, fully overwritten by the load
-    restored = make_solver(config, classes)
-    restored.load_state_dict(payload["solver"])
+    config, restored, payload = load_solver(tmp_path / "checkpoint.pt")  # rebuilt from the file alone
+    assert config == solver.config and payload["num_train_classes"] == classes
+    assert payload["solver_package"] == "omnimeta"
     assert torch.equal(solver.predict(test_tasks), restored.predict(test_tasks))
 
 

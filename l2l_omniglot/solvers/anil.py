@@ -1,0 +1,137 @@
+"""ANIL, Almost No Inner Loop (Raghu, Raghu, Bengio and Vinyals, ICLR 2020), on learn2learn's ``MAML`` wrapper.
+
+The idea: Raghu et al. found that MAML's inner loop barely changes the
+feature network; what a task's few gradient steps change is the final
+linear layer. So ANIL adapts only the head in the inner loop. The features
+are computed once per task and meta-learned in the outer loop, like MAML's
+initialisation: per task, the head is cloned, takes ``train_inner_steps`` SGD
+steps at ``inner_lr`` on the support features, and the adapted head's query
+loss is back-propagated to the features (and to the head's starting point,
+unless it is the zero head). Adam (``meta_lr``) updates them from the mean query
+loss over the meta-batch. At test time each task adapts a clone of the head for
+``test_inner_steps`` steps; nothing meta-learned changes.
+
+This is learn2learn's ANIL recipe: ``l2l.algorithms.MAML(model.head, lr=inner_lr,
+first_order=first_order)`` wraps the head only, and ``clone()`` / ``adapt()``
+run on the features (:mod:`l2l_omniglot.engines.head_only`). Because an inner
+step only touches a linear layer on fixed features, it costs almost nothing:
+with ``engine="batched"`` the feature network runs once for the whole
+meta-batch and every inner step is one ``vmap`` over the tasks of the head's
+gradient, so a step of ANIL costs what FO-MAML's fastest step costs, at any
+number of inner steps. Second order only differentiates the head's inner
+gradient through the support features (never the convolutions twice), so it
+costs little more than first order.
+
+Batch norm is MAML's: every forward pass normalises with the statistics of
+the images it is given (the task's support set while adapting, its query set
+while predicting) and no running statistics are kept.
+
+Options (``omnimeta solvers`` lists them):
+
+* ``inner_lr`` (``--inner-lr``): the head's inner-loop learning rate.
+* ``train_inner_steps`` / ``test_inner_steps`` (``--train-inner-steps``,
+  ``--test-inner-steps``): head steps while meta-training and at validation
+  and test.
+* ``first_order``: drop the derivatives through the inner steps.
+* ``zero_head`` (``--zero-head/--learned-head``): start every task from a
+  zero head (not meta-learned; Kao et al., ICLR 2022) instead of a
+  meta-learned one.
+* ``engine`` (``--engine``): ``batched`` (all tasks at once with
+  ``torch.func``) or ``l2l`` (learn2learn's wrapper, one task at a time, the
+  reference); they agree to 1e-5.
+
+Paper: Raghu, Raghu, Bengio and Vinyals, "Rapid Learning or Feature Reuse?
+Towards Understanding the Effectiveness of MAML", ICLR 2020.
+
+Example::
+
+    omnimeta run --solver anil
+    omnimeta run --solver anil --engine l2l --option first_order=true
+
+or from Python::
+
+    from l2l_omniglot import load_omniglot, make_solver, phase_samplers, make_split, resolve_config
+    omniglot = load_omniglot()
+    sampler = phase_samplers(omniglot, make_split("lake", omniglot), 5, 1, 1, phases=("train",))["train"]
+    solver = make_solver(resolve_config("anil", train_inner_steps=5))
+    stats = solver.meta_train_step(sampler.sample(seed=0, iteration=1, count=8))
+    labels = solver.predict(sampler.sample(seed=0, iteration=2, count=4))   # [4, 5]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines import HEAD_ONLY_ENGINES
+from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.models import ConvNet
+from l2l_omniglot.solvers.base import BaseSolver, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.options import SolverOptions, option
+
+
+@dataclass(frozen=True)
+class ANILOptions(SolverOptions):
+    inner_lr: float = option(0.4, "Inner-loop learning rate of the head.", flag="--inner-lr", minimum=0.0)
+    train_inner_steps: int = option(5, "Head adaptation steps while meta-training.", flag="--train-inner-steps",
+                                    minimum=0, maximum=100)
+    test_inner_steps: int = option(20, "Head adaptation steps at validation and test.", flag="--test-inner-steps",
+                                   minimum=0, maximum=1000)
+    first_order: bool = option(False, "Drop the derivatives through the inner steps (first-order ANIL).")
+    zero_head: bool = option(True, "Start every task from a zero head instead of a meta-learned one "
+                                   "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
+    engine: str = option("batched", "How tasks adapt: all at once with torch.func (batched), or one at a time with "
+                                    "learn2learn (l2l).", flag="--engine", choices=tuple(HEAD_ONLY_ENGINES))
+
+    def check(self, solver: str) -> None:
+        if self.zero_head and self.train_inner_steps == 0:
+            raise ConfigError(f"{solver} with a zero head needs train_inner_steps >= 1: without an inner step "
+                              f"every query is scored by the zero head and nothing is learned")
+
+
+class ANILSolver(BaseSolver):
+    name: ClassVar[str] = "anil"
+    description: ClassVar[str] = ("ANIL: meta-learn the features; each task adapts only the head "
+                                  "(learn2learn's MAML wrapper around the head)")
+    paper: ClassVar[str] = "Raghu, Raghu, Bengio and Vinyals, Rapid Learning or Feature Reuse?, ICLR 2020"
+    Options: ClassVar[type] = ANILOptions
+    defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 500}
+
+    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
+        super().__init__(config, num_train_classes, device)
+        options = self.options
+        self.model = ConvNet(config.ways, image_size=config.image_size, batch_stats=True).to(self.device)
+        meta_parameters = list(self.model.parameters())
+        if options.zero_head:
+            # Task labels are a random permutation, so a meta-learned head start cannot favour a class.
+            torch.nn.init.zeros_(self.model.head.weight)
+            torch.nn.init.zeros_(self.model.head.bias)
+            meta_parameters = list(self.model.features.parameters())
+        self.optimizer = build_optimizer(meta_parameters, config)
+        self.engine = HEAD_ONLY_ENGINES[options.engine](self.model, options.inner_lr, options.first_order)
+
+    @classmethod
+    def label(cls, options: dict) -> str:
+        return f"{cls.name} (first order)" if options.get("first_order", ANILOptions.first_order) else cls.name
+
+    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = self.accumulate_meta_gradient(tasks)
+        self.optimizer.step()
+        return stats
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
+        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
+        if self.options.zero_head:
+            # The zero head is not meta-learned: its gradient is dropped, not kept or all-reduced.
+            self.model.head.weight.grad = self.model.head.bias.grad = None
+        return stats
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        check_ways(self.config.ways, tasks.ways)
+        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps)
+        return logits.argmax(dim=-1).cpu()
