@@ -5,6 +5,12 @@ user runs would give it; a file that is replaced keeps its own permission bits
 (so ``--force`` over a 0644 file leaves a 0644 file). A write that fails, the
 disk full say, leaves the previous file whole and raises
 :class:`~l2l_omniglot.errors.WriteError`, one line that says what was kept.
+
+Before any work, a command checks the files it will write with
+:func:`check_output_file` and :func:`check_output_folder`: a missing parent
+folder, an unwritable folder, a folder where a file is expected, or an
+existing file without ``--force`` is a one-line ConfigError then, not after
+the work.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from l2l_omniglot.errors import OmnimetaError, WriteError
+from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError
 
 #: ``errno`` values that, raised while the caller writes the temporary file,
 #: mean the write itself failed (and not, say, a read the caller made).
@@ -45,16 +51,18 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~current_umask()
 
 
+def _fix_for(error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free space on its disk and run again"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make its folder writable or write somewhere else"
+    return "fix the cause and run again"
+
+
 def _write_error(path: Path, error: OSError) -> WriteError:
     reason = error.strerror or str(error) or type(error).__name__
     kept = f"the previous {path.name} is kept" if os.path.lexists(path) else f"no {path.name} was written"
-    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        fix = "free space on its disk and run again"
-    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "make its folder writable or write somewhere else"
-    else:
-        fix = "fix the cause and run again"
-    failure = WriteError(f"could not write {path} ({reason}); {kept}; {fix}")
+    failure = WriteError(f"could not write {path} ({reason}); {kept}; {_fix_for(error)}")
     failure.errno = error.errno
     return failure
 
@@ -113,3 +121,85 @@ def write_text(path: os.PathLike, text: str) -> None:
 
 def write_json(path: os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def append_text(path: os.PathLike, text: str) -> None:
+    """Append ``text`` to ``path`` (a log such as ``metrics.jsonl``); a failed write is one WriteError line.
+
+    Appending is not atomic: a kill or a full disk can leave the last line torn,
+    which the readers of such logs drop (see ``training.metric_lines_up_to``).
+    """
+    path = Path(path)
+    try:
+        with open(path, "a") as handle:
+            handle.write(text)
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        failure = WriteError(f"could not append to {path} ({reason}); its earlier lines are kept; "
+                             f"{_fix_for(error)}")
+        failure.errno = error.errno
+        raise failure from None
+
+
+def _try_writing_in(folder: Path, what: str) -> None:
+    """Make and remove a file in ``folder``: tried, not inferred from permission bits (which root ignores)."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".omnimeta-probe.", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"{what}: cannot write in {folder} ({reason}); make it writable or choose another "
+                          f"path") from None
+
+
+def check_output_file(path: os.PathLike, force: bool = False, option: str = "--output") -> Path:
+    """Refuse, before any work, a file path a command could not write, or would overwrite without ``force``.
+
+    Refused: a path that is a folder or another non-regular file (a FIFO, a
+    device), an existing file without ``force``, a parent folder that is
+    missing or not a folder, and a folder where a file cannot be made (tried).
+    ``option`` names the option in the message (``-o``, ``--out``). A symbolic
+    link is checked where it points, as :func:`atomic_path` writes there.
+    """
+    path = Path(path)
+    what = f"{option} {path}"
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.is_dir():
+        raise ConfigError(f"{what} is a folder; give a file path (such as {path / 'out.csv'})")
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"{what} is not a regular file; give the path of a file to write")
+    if target.exists() and not force:
+        raise ConfigError(f"{what} exists; choose another path, or add --force to replace it")
+    parent = target.parent
+    if not parent.exists():
+        raise ConfigError(f"{what}: the folder {parent} does not exist; create it or choose another path")
+    if not parent.is_dir():
+        raise ConfigError(f"{what}: {parent} is not a folder; choose another path")
+    _try_writing_in(parent, what)
+    return path
+
+
+def check_output_folder(path: os.PathLike, force: bool = False, option: str = "--out", files: tuple = ()) -> Path:
+    """Refuse, before any work, a folder a command could not write ``files`` into (made with its parents).
+
+    Refused: a path that is a file, one of ``files`` there that is a folder,
+    or exists without ``force``, and a folder (or, when it is still to be
+    made, its nearest existing parent) where nothing can be written (tried;
+    nothing is created).
+    """
+    path = Path(path)
+    what = f"{option} {path}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} is a file; give a folder path")
+    if path.is_dir():
+        for name in files:
+            check_output_file(path / name, force, option)
+        if not files:
+            _try_writing_in(path, what)
+        return path
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{what}: {existing} is a file, so the folder cannot be made; choose another path")
+    _try_writing_in(existing, what)
+    return path

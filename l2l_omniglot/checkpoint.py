@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from l2l_omniglot.errors import ConfigError, WriteError, first_line
 from l2l_omniglot.solvers.registry import SOLVERS
 
 FORMAT = "omnimeta-checkpoint-v2"
+#: More meta-train classes than any split of Omniglot has, even with every rotation (1623 characters x 4).
+MAX_TRAIN_CLASSES = 100_000
 OLDER_FORMATS = ("omnimeta-checkpoint-v1",)
 
 
@@ -44,6 +49,26 @@ def save_checkpoint(path: Path, config: RunConfig, solver_state: dict, num_train
                          f"fix the cause and run again") from None
 
 
+def load_failure(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in words that never suggest loading the file another way.
+
+    PyTorch's own message for a file with pickled objects says how to load it
+    anyway (``weights_only=False``), which would run whatever code it holds;
+    omnimeta never writes such objects, so the file is refused, and only the
+    object's name is kept from that message.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
+            return (f"it holds a Python object ({found.group(1)}) beyond tensors and plain data, which omnimeta "
+                    f"never writes")
+        found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        return f"its pickled data cannot be read: {found.group(1)[:120] if found else 'unsupported content'}"
+    text = text.strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
 def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple:
     """``(config, payload)`` from a checkpoint, or ConfigError naming the file and the fix.
 
@@ -54,12 +79,13 @@ def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple
     if not path.is_file():
         raise ConfigError(f"no checkpoint at {path}; train one first with `omnimeta run --out {path.parent}`")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # PyTorch warns about what it meets in a foreign file: the error says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-            AttributeError, TypeError) as error:
-        # Never suggest weights_only=False: a file that needs it may run code when loaded.
-        raise ConfigError(f"{path} is not a readable omnimeta checkpoint ({first_line(error, 160)}); it is damaged or "
-                          f"not from omnimeta: retrain, or restore the file from a backup")
+            AttributeError, TypeError, IndexError, KeyError, MemoryError, struct.error) as error:
+        raise ConfigError(f"{path} is not a readable omnimeta checkpoint ({load_failure(error)}); it is damaged or "
+                          f"not from omnimeta: retrain, or restore the file from a backup") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"{path} is not an omnimeta checkpoint (format {FORMAT} expected)")
     if payload.get("format") in OLDER_FORMATS:
@@ -68,7 +94,13 @@ def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple
     if payload.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an omnimeta checkpoint (format {FORMAT} expected)")
     problems = [name for name, kind in (("config", str), ("solver", dict), ("num_train_classes", int))
-                if not isinstance(payload.get(name), kind)]
+                if not isinstance(payload.get(name), kind) or isinstance(payload.get(name), bool)]
+    if not problems and not 1 <= payload["num_train_classes"] <= MAX_TRAIN_CLASSES:
+        problems.append("num_train_classes")
+    if not problems and [name for name in expect if not isinstance(payload.get(name), dict)] == ["trainer"]:
+        raise ConfigError(f"{path} is a model checkpoint (like checkpoint.pt), not a resumable state: it has no "
+                          f"trainer part, so a run cannot continue from it; restore state.pt from a backup, or "
+                          f"start the run again with `omnimeta run --out {path.parent} --force`")
     problems += [name for name in expect if not isinstance(payload.get(name), dict)]
     if problems:
         what = "a resumable state (state.pt)" if expect else "a checkpoint"
@@ -97,10 +129,16 @@ def load_solver(path: Path, device="cpu") -> tuple:
     config, payload = load_checkpoint(path)
     if config.solver not in SOLVERS:
         raise ConfigError(missing_solver_hint(path, config, payload))
-    solver = SOLVERS[config.solver](config, payload["num_train_classes"], resolve_device(device))
+    target = resolve_device(device)
+    try:
+        solver = SOLVERS[config.solver](config, payload["num_train_classes"], target)
+    except (RuntimeError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as error:
+        raise ConfigError(f"{path} holds settings a {config.solver} model cannot be built from "
+                          f"({type(error).__name__}: {first_line(error, 120)}); it was altered or is damaged: "
+                          f"retrain, or restore the file from a backup") from None
     try:
         solver.load_state_dict(payload["solver"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise ConfigError(f"{path} does not fit a {config.ways}-way {config.solver} model "
                           f"({str(error).splitlines()[0][:120]}); it comes from another solver or was altered")
     return config, solver, payload

@@ -7,7 +7,9 @@ is printed as one line, ``Error: ...``, with exit status 2 and no traceback.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,19 +20,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from l2l_omniglot.compare import compare_rows, curves, score_runs, train_isolated
+from l2l_omniglot.atomic import check_output_file, check_output_folder
+from l2l_omniglot.checkpoint import load_checkpoint
+from l2l_omniglot.compare import compare_rows, curves, read_result, run_curves, score_runs, train_isolated
 from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, RunConfig
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
-from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, choose_backend, reports_error
+from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR
 from l2l_omniglot.reporting import compare_table, write_compare_files
-from l2l_omniglot.scoring import BENCHMARKS, evaluate_run, predict_folder
+from l2l_omniglot.scoring import BENCHMARKS, check_evaluate_options, evaluate_run, predict_folder
 from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
-from l2l_omniglot.training import (Interrupted, RunCallbacks, RunRequest, check_out_dir, load_saved_state,
-                                   run_training)
+from l2l_omniglot.training import (Interrupted, RunCallbacks, RunFolderLock, RunRequest, check_out_dir,
+                                   load_saved_state, run_training)
 
 console = Console(stderr=True)
 
@@ -41,12 +45,22 @@ def stdout_console() -> Console:
     return out if out.is_terminal else Console(width=200)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which saves and stops on its own): stop like Ctrl-C, status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 class OneLineErrors(click.Group):
     """A group whose errors are one line on stderr, exit status 2, never a traceback.
 
     In a distributed run every rank fails alike on bad input, so only rank 0
     prints it; a failure of a rank's own (see ``distributed.RankError``) is
-    printed by that rank.
+    printed by that rank. SIGTERM is an interrupt, as Ctrl-C: a run saves and
+    says how to resume (the training loop's own handler), anything else stops
+    with ``Aborted.`` and status 143.
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -55,6 +69,8 @@ class OneLineErrors(click.Group):
                 click.echo(message, err=True)
             sys.exit(status)
 
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as error:
@@ -64,7 +80,11 @@ class OneLineErrors(click.Group):
         except OmnimetaError as error:
             fail(f"Error: {error}", error, error.exit_code)
         except (click.Abort, KeyboardInterrupt) as error:
-            fail("Aborted.", error, 130)
+            terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
+            fail("Aborted.", error, 128 + (signal.SIGTERM if terminated else signal.SIGINT))
+        finally:
+            if on_main_thread:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
@@ -366,6 +386,9 @@ class ProgressBars(RunCallbacks):
             self.progress.stop()
             self.progress = None
 
+    def on_warning(self, message: str) -> None:
+        console.print(f"Warning: {escape(message)}", soft_wrap=True, highlight=False)
+
 
 def result_table(rows: list, title: str) -> Table:
     table = Table(title=title)
@@ -417,11 +440,15 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
         if given:
             raise click.UsageError(f"--resume continues with the run's own config; drop {', '.join(given)}")
         config, _ = load_saved_state(resume_dir)
+        RunFolderLock.check(resume_dir)  # another process working there is refused now, not after loading data
         request = RunRequest(resume_dir, resume=True, checkpoint_every=checkpoint_every,
                              data_root=str(data_root) if data_root else None)
     else:
         (config,) = configs_from_options([solver], training)
-        request = RunRequest(out_dir or default_out_dir(solver), config, force=force,
+        out_dir = out_dir or default_out_dir(solver)
+        if not launched_as_rank():  # a torchrun rank leaves it to rank 0, which can tell a restart from a new run
+            check_out_dir(out_dir, force)  # before the data is loaded; the run checks again as it starts
+        request = RunRequest(out_dir, config, force=force,
                              checkpoint_every=checkpoint_every, data_root=str(data_root) if data_root else None)
     request.nproc, request.max_restarts, request.backend, request.dist_timeout = nproc, max_restarts, backend, \
         dist_timeout
@@ -470,6 +497,10 @@ def solvers_command(as_json):
         out.print()
 
 
+#: What ``compare`` writes into --out (see ``reporting.write_compare_files``).
+COMPARE_FILES = ("compare.json", "compare.csv", "compare.md", "curves.png")
+
+
 def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
     with LazyProgress("score on the fixed test tasks") as progress:
         return score_runs(run_dirs, omniglot, eval_tasks, device, progress)
@@ -496,12 +527,17 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
         if name not in SOLVERS:
             raise click.BadParameter(f"unknown solver {name!r}; use some of {', '.join(SOLVERS)}",
                                      param_hint="--solvers")
-    if (out_dir / "compare.json").exists() and not force:
+    if (out_dir / "compare.json").is_file() and not force:
         raise click.UsageError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
+    check_output_folder(out_dir, force, "--out", COMPARE_FILES)
     eval_tasks = training.get("eval_tasks")
     configs = configs_from_options(names, training)
     for config in configs:
         check_out_dir(out_dir / config.solver, force)
+    for run_dir in run_dirs:  # what the table and curves.png read from each run, before any task is scored
+        load_checkpoint(run_dir / "checkpoint.pt")
+        curves(run_dir)
+        read_result(run_dir)
     omniglot = open_omniglot(data_root, download)
     trained = []
     for config in configs:
@@ -518,7 +554,7 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
     reference = scored[0].config
     title = (f"{reference.ways}-way {reference.shots}-shot, {reference.split} split, "
              f"{rows[0]['test_tasks']} fixed test tasks")
-    files = write_compare_files(out_dir, rows, title, {run.label: curves(run.run_dir) for run in scored})
+    files = write_compare_files(out_dir, rows, title, run_curves(scored))
     if as_json:
         emit_json({"title": title, "rows": rows})
         return
@@ -539,6 +575,7 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 @json_option
 def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
     """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
+    check_evaluate_options(benchmark, eval_tasks, shots)  # before the data and the model are loaded
     omniglot = open_omniglot(data_root)
     with LazyProgress(f"evaluate ({benchmark})") as progress:
         report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device, progress=progress)
@@ -572,9 +609,11 @@ def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
 @json_option
 def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
     """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""
-    if output.exists() and not force:
-        raise click.UsageError(f"{output} exists; choose another -o path or add --force")
-    report = predict_folder(run_dir, test_dir, output, answers, device)
+    check_output_file(output, force, "-o")  # before the data and the model are loaded
+    report = predict_folder(run_dir, test_dir, output, answers, device, omniglot=open_omniglot(data_root),
+                            force=force)
+    if report.get("leak_warning"):
+        click.echo(f"Warning: {report['leak_warning']}", err=True)
     if as_json:
         emit_json(report)
         return

@@ -7,10 +7,15 @@ together into the rows of ``omnimeta compare``'s table::
 
     from l2l_omniglot.compare import score_runs, compare_rows
     rows = compare_rows(score_runs(["runs/fomaml", "runs/maml"], omniglot))
+
+Runs of one solver with the same settings but different seeds are one row
+(:func:`group_runs`): their mean, the spread across seeds, and the interval
+over tasks of the seed-averaged per-task accuracy.
 """
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +25,15 @@ import torch
 
 from l2l_omniglot.checkpoint import load_solver
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.training import Benchmark, RunRequest, run_training
 
 #: What must agree for two runs to be scored on the same tasks.
 TASK_KEYS = ("ways", "shots", "queries", "split", "image_size")
+#: What may differ between the runs of one row: the seed, and where a run ran.
+SEED_KEYS = ("seed", "device")
 
 
 def _train_child(config: dict, data_root: Optional[str], out_dir: str) -> None:
@@ -77,6 +84,10 @@ def load_run(run_dir: Path, device="cpu") -> tuple:
 def score_runs(run_dirs: list, omniglot, eval_tasks: Optional[int] = None, device: str = "cpu",
                on_progress: Callable[[int], None] = lambda done: None) -> list:
     """Score every run on the same fixed test tasks (those of the first run's task shape)."""
+    given = [Path(d).resolve() for d in run_dirs]
+    twice = next((d for i, d in enumerate(run_dirs) if given[i] in given[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{twice} is given twice; give each run once (runs of several seeds are separate folders)")
     runs = [(Path(d), *load_run(d, device)) for d in run_dirs]
     reference = runs[0][1]
     for run_dir, config, _ in runs[1:]:
@@ -88,46 +99,151 @@ def score_runs(run_dirs: list, omniglot, eval_tasks: Optional[int] = None, devic
     tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
     scored = []
     for run_dir, config, solver in runs:
-        result_path = run_dir / "result.json"
-        result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        result = read_result(run_dir)
         scored.append(ScoredRun(run_dir, config, result, per_task_accuracy(solver, tasks, progress=on_progress)))
     return scored
 
 
-def compare_rows(scored: list) -> list:
-    """One row per run, with its paired difference to the best run on the same tasks."""
-    best = max(scored, key=lambda run: run.per_task.mean().item())
-    rows = []
+def seed_group_key(label: str, config: RunConfig) -> str:
+    """What runs of one row share: the label and every setting but :data:`SEED_KEYS` (``bench/results_table.py``
+    groups run folders by it too)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in SEED_KEYS}
+    return label + " " + json.dumps(settings, sort_keys=True, default=str)
+
+
+def group_runs(scored: list) -> list:
+    """The runs as groups of one solver label and the same settings but the seed (:data:`SEED_KEYS`), in order."""
+    groups = {}
     for run in scored:
-        score = Score.of(run.per_task)
-        difference = PairedDifference.of(run.per_task, best.per_task)
-        result = run.result
+        groups.setdefault(seed_group_key(run.label, run.config), []).append(run)
+    return list(groups.values())
+
+
+def _mean(values: list):
+    """The mean of ``values``, or None when one of them is missing (a run folder without result.json)."""
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+
+
+def _group_result(group: list) -> dict:
+    """The result.json numbers of a row: the run's own, or for several seeds their mean (peak memory: the largest)."""
+    results = [run.result for run in group]
+    if len(group) == 1:
+        result = results[0]
+        return {"iterations": result.get("iterations", group[0].config.iterations),
+                **{k: result.get(k) for k in ("train_seconds", "iterations_per_second", "val_accuracy",
+                                              "peak_rss_mb")}}
+    iterations = {r.get("iterations", run.config.iterations) for r, run in zip(results, group)}
+    peaks = [r.get("peak_rss_mb") for r in results]
+    return {"iterations": iterations.pop() if len(iterations) == 1 else group[0].config.iterations,
+            **{k: _mean([r.get(k) for r in results]) for k in ("train_seconds", "iterations_per_second",
+                                                                "val_accuracy")},
+            "peak_rss_mb": None if None in peaks else max(peaks)}
+
+
+def _seed_spread(group: list) -> dict:
+    """How a row's runs differ across seeds: their count and seeds, and the sample std, min and max of their test
+    accuracy (the std is None for one run)."""
+    accuracies = [run.per_task.double().mean().item() for run in group]
+    mean = sum(accuracies) / len(accuracies)
+    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) if len(group) > 1 else None
+    return {"seeds": len(group), "seed_values": [run.config.seed for run in group], "test_accuracy_std": std,
+            "test_accuracy_min": min(accuracies), "test_accuracy_max": max(accuracies)}
+
+
+def compare_rows(scored: list) -> list:
+    """One row per solver and settings, with its paired difference to the best row on the same tasks.
+
+    Runs that differ only in their seed are one row (:func:`group_runs`): its
+    test accuracy is the mean over seeds, its interval the 95% interval over
+    tasks of the per-task accuracy averaged over the seeds, and the paired
+    difference to the best row uses those seed-averaged per-task accuracies.
+    When some row has several seeds, every row also gets ``seeds``,
+    ``seed_values`` and the spread across seeds (``test_accuracy_std``, the
+    sample standard deviation, and ``test_accuracy_min``/``max``); otherwise
+    the rows are one per run, exactly as without seeds.
+    """
+    groups = group_runs(scored)
+    per_task = [torch.stack([run.per_task.double() for run in group]).mean(dim=0) for group in groups]
+    best = max(range(len(groups)), key=lambda i: per_task[i].mean().item())
+    with_seeds = any(len(group) > 1 for group in groups)
+    rows = []
+    for i, group in enumerate(groups):
+        score = Score.of(per_task[i])
+        difference = PairedDifference.of(per_task[i], per_task[best])
         rows.append({
-            "solver": run.label,
-            "run": str(run.run_dir),
-            "iterations": result.get("iterations", run.config.iterations),
-            "train_seconds": result.get("train_seconds"),
-            "iterations_per_second": result.get("iterations_per_second"),
-            "val_accuracy": result.get("val_accuracy"),
+            "solver": group[0].label,
+            "run": ", ".join(str(run.run_dir) for run in group),
+            **_group_result(group),
             "test_accuracy": score.accuracy,
             "test_ci95": score.ci95,
             "test_tasks": score.tasks,
-            "peak_rss_mb": result.get("peak_rss_mb"),
-            "best": run is best,
+            "best": i == best,
             "diff_to_best": difference.mean,
             "diff_ci95": difference.ci95,
-            "significant": difference.significant if run is not best else False,
+            "significant": difference.significant if i != best else False,
+            **(_seed_spread(group) if with_seeds else {}),
         })
-    return rows
+    return [_ordered(row) for row in rows]
+
+
+#: The keys of a row in the order of ``compare.csv``'s columns, as before seeds were grouped (their keys come last).
+ROW_KEYS = ("solver", "run", "iterations", "train_seconds", "iterations_per_second", "val_accuracy", "test_accuracy",
+            "test_ci95", "test_tasks", "peak_rss_mb", "best", "diff_to_best", "diff_ci95", "significant")
+
+
+def _ordered(row: dict) -> dict:
+    return {**{k: row[k] for k in ROW_KEYS}, **{k: v for k, v in row.items() if k not in ROW_KEYS}}
+
+
+def run_curves(scored: list) -> dict:
+    """Each run's validation curve (:func:`curves`), named by its label, and its seed where a label repeats."""
+    labels = [run.label for run in scored]
+    return {(f"{run.label} (seed {run.config.seed})" if labels.count(run.label) > 1 else run.label):
+            curves(run.run_dir) for run in scored}
+
+
+def read_result(run_dir: Path) -> dict:
+    """A run's ``result.json`` (``{}`` when it has none); a damaged one is a DataError naming it."""
+    path = Path(run_dir) / "result.json"
+    if not path.exists():
+        return {}
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} cannot be read ({first_line(error, 120)}); finish the run again with `omnimeta run "
+                        f"--resume {run_dir}`, or leave it out of --runs") from None
+    if not isinstance(result, dict):
+        raise DataError(f"{path} is not a run result (a JSON object); finish the run again with `omnimeta run "
+                        f"--resume {run_dir}`, or leave it out of --runs")
+    return result
 
 
 def curves(run_dir: Path) -> dict:
-    """Validation accuracy against iterations and seconds, from ``metrics.jsonl``."""
+    """Validation accuracy against iterations and seconds, from ``metrics.jsonl``.
+
+    A missing file, or a line that is not a metrics record (torn by a kill,
+    edited), is a DataError naming the file, the line and the fix.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    fix = f"finish the run with `omnimeta run --resume {run_dir}` (it rebuilds what it can), or leave it out"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{run_dir} has no metrics.jsonl, which its curves come from; {fix}") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} cannot be read ({first_line(error, 120)}); {fix}") from None
     iterations, seconds, accuracy = [], [], []
-    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "val_accuracy" in record:
-            iterations.append(record["iteration"])
-            seconds.append(record["seconds"])
-            accuracy.append(record["val_accuracy"])
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            if "val_accuracy" in record:
+                point = (record["iteration"], record["seconds"], record["val_accuracy"])
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point):
+                    raise TypeError("a value is not a number")
+                iterations.append(point[0])
+                seconds.append(point[1])
+                accuracy.append(point[2])
+        except (ValueError, TypeError, KeyError) as error:
+            raise DataError(f"{path}, line {number}: not a metrics record ({first_line(error, 80)}; torn by a "
+                            f"kill?); {fix}") from None
     return {"iterations": iterations, "seconds": seconds, "val_accuracy": accuracy}

@@ -29,6 +29,10 @@ LR_SCHEDULES = ("cosine", "constant")
 #: Upper bounds that keep a typo from stalling a run for minutes before it says anything.
 MAX_EVALUATION_TASKS = 20_000
 MAX_SEED = 2**63 - 1
+#: Tasks per meta-iteration: far above any paper's (4 to 32), and still a few GiB of task tensors at 20-way 5-shot.
+MAX_META_BATCH = 4096
+#: Meta-iterations (and --val-every): a billion is years of training, so more is a typo.
+MAX_ITERATIONS = 10**9
 
 
 @dataclass
@@ -86,6 +90,10 @@ class RunConfig:
         for name in ("meta_batch", "iterations", "eval_tasks", "val_tasks", "val_every", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        for name, most in (("meta_batch", MAX_META_BATCH), ("iterations", MAX_ITERATIONS),
+                           ("val_every", MAX_ITERATIONS)):
+            if getattr(self, name) > most:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at most {most} (got {getattr(self, name)})")
         for name in ("eval_tasks", "val_tasks"):
             if getattr(self, name) > MAX_EVALUATION_TASKS:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at most {MAX_EVALUATION_TASKS} "

@@ -19,8 +19,9 @@ A rank learns its place from torchrun's environment (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). ``omnimeta run --nproc N``
 starts N local ranks with PyTorch's own elastic launcher, the one torchrun
 uses (:func:`launch_local_ranks`), so the same variables, rendezvous, failure
-detection and restarts apply. The backend is gloo on the CPU and nccl on
-GPUs, one GPU per rank.
+detection and restarts apply: when a rank dies the agent stops the others and
+starts the group again, and each rank continues from the run folder's last
+saved state. The backend is gloo on the CPU and nccl on GPUs, one GPU per rank.
 """
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
+import time
 import uuid
 from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -49,8 +53,11 @@ BACKENDS = ("auto", "gloo", "nccl")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds a rank waits to reach the rendezvous, or for its peers at a collective, before it gives up.
 DEFAULT_TIMEOUT_S = 120.0
-#: Seconds the local launcher gives the other ranks to finish on their own once one has stopped.
+#: Seconds a local rank that lost its peers waits for the launcher to stop it (see :func:`wait_to_be_stopped`).
 SIBLING_GRACE_S = 5.0
+#: A stop signal repeated within this many seconds is the same request: a Ctrl-C in a terminal reaches the
+#: launcher and every rank, and the launcher passes it on to the ranks once more.
+REPEATED_SIGNAL_S = 1.0
 #: Environment variables torchrun gives every worker (and ``--nproc`` gives its ranks).
 RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -66,6 +73,15 @@ class RendezvousError(RankError):
     """The rendezvous could not be reached in time: an address, a port or a firewall to fix."""
 
     exit_code = 2
+
+
+class PeerLostError(RankError):
+    """A collective failed: another rank is gone (killed, crashed) or the connection to it broke."""
+
+    def __init__(self, message: str, ranks: "Ranks"):
+        super().__init__(message)
+        #: The ranks of this process, to tell whether it was already asked to stop.
+        self.ranks = ranks
 
 
 def launched_as_rank() -> bool:
@@ -151,6 +167,7 @@ class Ranks:
         #: Set on every rank, at the same iteration, once any rank was asked to stop (Ctrl-C, SIGTERM).
         self.stop_agreed = False
         self._stop_requested = False
+        self._stop_requested_at = 0.0
         #: The signal that asked this process to stop (SIGINT or SIGTERM), for its exit status.
         self.stop_signal = signal.SIGINT
 
@@ -213,13 +230,20 @@ class Ranks:
             for signum, old in previous.items():
                 signal.signal(signum, old)
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
     def _on_interrupt(self, signum, frame) -> None:
         # A rank stopped alone would leave its peers waiting in a collective; so the first signal only asks,
         # every rank stops after the same iteration (see meta_train_step), and a second one stops at once.
-        self.stop_signal = signal.Signals(signum)
         if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = True
+            if time.monotonic() - self._stop_requested_at > REPEATED_SIGNAL_S:
+                self.stop_signal = signal.Signals(signum)
+                raise KeyboardInterrupt
+            return  # the same request, passed on by the launcher (see REPEATED_SIGNAL_S)
+        self.stop_signal = signal.Signals(signum)
+        self._stop_requested, self._stop_requested_at = True, time.monotonic()
 
     def _on_interrupt_now(self, signum, frame) -> None:
         self.stop_signal = signal.Signals(signum)
@@ -230,9 +254,9 @@ class Ranks:
         try:
             return operation(*args)
         except RuntimeError as error:
-            raise RankError(f"rank {self.rank}: lost contact with the other ranks ({first_line(error)}); a rank "
-                            f"has probably died (see its output). The last saved state is kept: continue with "
-                            f"`omnimeta run --resume RUN_DIR`") from None
+            raise PeerLostError(f"rank {self.rank}: lost contact with the other ranks ({first_line(error)}); a "
+                                f"rank has probably died (see its output). The last saved state is kept: continue "
+                                f"with `omnimeta run --resume RUN_DIR`", self) from None
 
     def agree(self, build: Callable):
         """``build()`` on every rank; if it fails on any, raise that failure on all, so that none waits alone."""
@@ -251,6 +275,14 @@ class Ranks:
             if failure is not None:
                 raise ConfigError(f"{failure} (on rank {rank})")
         return built
+
+    def largest(self, value: int) -> int:
+        """The largest ``value`` over the ranks (``value`` itself in one process)."""
+        if not self.distributed:
+            return value
+        values = torch.tensor([value], dtype=torch.int64, device=self.device)
+        self._collective(dist.all_reduce, values, dist.ReduceOp.MAX)
+        return int(values.item())
 
     def shard(self, total: int) -> range:
         return task_shard(total, self.rank, self.world_size)
@@ -325,40 +357,101 @@ def threads_per_rank(nproc: int) -> int:
     return max(1, (os.cpu_count() or 1) // nproc)
 
 
+def wait_to_be_stopped(error: PeerLostError, seconds: float = SIBLING_GRACE_S) -> None:
+    """A local rank that lost its peers waits (at most ``seconds``) for the launcher to stop it.
+
+    When a rank dies its peers fail in their next collective at once, often
+    before the launcher's agent has noticed the death, and the agent reports
+    the first failed process it finds: a peer that exited at once could be
+    named instead of the rank that died. So the peer stays until the agent
+    stops it (SIGTERM, which now ends the process), or leaves at once if the
+    agent already asked.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    if not error.ranks.stop_requested:
+        time.sleep(seconds)
+
+
+@contextlib.contextmanager
+def _launcher_settings(nproc: int):
+    """What omnimeta sets around PyTorch's launcher, each for a reason (and undone afterwards)."""
+    environment = {
+        # N ranks of the default thread count would oversubscribe the cores N times over.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads_per_rank(nproc))),
+        # By default the agent serves one store for every start of the group, and a restarted group's gloo can
+        # read the dead group's addresses from it and fail to connect (seen with torch 2.14; cf.
+        # pytorch/pytorch#135712). Unshared, rank 0 of each start hosts a new store on a port the agent picks.
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+    }
+    saved_environment = {name: os.environ.get(name) for name in environment}
+    # The agent's INFO and WARNING lines, and its failure report, would bury the one line that matters. Some of
+    # its modules' loggers have a level of their own (elastic's get_logger), so each is quieted, not the parent.
+    quiet = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    loggers = [logging.getLogger(name) for name in quiet] + [
+        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.startswith(tuple(f"{prefix}." for prefix in quiet))]
+    saved_levels = [logger.level for logger in loggers]
+    # The agent installs its own handlers for these signals (stop the ranks, then raise) and leaves them.
+    saved_handlers = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGQUIT)}
+    os.environ.update(environment)
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        # The agent keeps each rank's error file in a log folder; by default a new /tmp/torchelastic_* per run.
+        with tempfile.TemporaryDirectory(prefix="omnimeta-ranks-") as log_dir:
+            yield DefaultLogsSpecs(log_dir=log_dir)
+    finally:
+        for name, value in saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for logger, level in zip(loggers, saved_levels):
+            logger.setLevel(level)
+        if threading.current_thread() is threading.main_thread():  # elsewhere the agent installs none
+            for signum, handler in saved_handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+
+
 def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restarts: int = 0,
                        resume_hint: str = "") -> object:
     """Run ``entrypoint(*args)`` as ``nproc`` ranks on this machine with PyTorch's elastic launcher.
 
-    This is what ``torchrun --standalone --nproc-per-node N`` does, as a
-    library call (``torch.distributed.launcher.api.elastic_launch``): a c10d
-    rendezvous on a free local port, the rank variables in each worker's
+    This is what ``torchrun --standalone --nproc-per-node N --max-restarts K``
+    does, as a library call (``torch.distributed.launcher.api.elastic_launch``):
+    a c10d rendezvous on a free local port, the rank variables in each worker's
     environment, failure detection, and up to ``max_restarts`` restarts of the
     whole group when a rank dies (``entrypoint`` must then continue from the
     last saved state; ``TORCHELASTIC_RESTART_COUNT`` tells it which start it
-    is). Returns rank 0's return value.
+    is). Ctrl-C or SIGTERM to this process is passed on to the ranks, which
+    stop after the current iteration and save; the agent waits up to 30 s for
+    them (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``). Returns rank 0's return value.
 
-    What omnimeta adds: the thread count per rank, quiet launcher logs (the
-    agent's INFO lines and its failure report would bury the one line that
-    matters), and that line, a :class:`RankError` naming the rank that died.
-    A rank that exits with status 2 (a user error) or 130/143 (stopped by a
-    signal) has printed why itself, so the launcher exits with its status.
+    What omnimeta adds is in :func:`_launcher_settings` (threads per rank, an
+    unshared rendezvous store so that restarts work, quiet agent logs) and
+    here: the one line that says which rank failed and how to resume, as a
+    :class:`RankError`. A rank that exits with status 2 (a user error) or
+    130/143 (stopped by a signal) has printed why itself, and so has rank 0
+    when this process is stopped by a signal: then the launcher only exits
+    with that status.
     """
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
-                          monitor_interval=0.1, start_method="spawn")
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_rank(nproc)))
-    elastic_logger = logging.getLogger("torch.distributed.elastic")
-    level = elastic_logger.level
-    elastic_logger.setLevel(logging.CRITICAL)
-    try:
-        return elastic_launch(config, entrypoint)(*args)[0]
-    except ChildFailedError as error:
-        failures = sorted(error.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[0]))
-        rank, failure = failures[0]
-        if failure.exitcode in (2, 130, 143):
-            raise SystemExit(failure.exitcode) from None
-        restarts = f" after {max_restarts} restart{'s' if max_restarts != 1 else ''}" if max_restarts else ""
-        raise RankError(f"rank {rank} of {nproc} {describe_exit(failure.exitcode)}{restarts}; the other ranks "
-                        f"were stopped. {resume_hint}".strip()) from None
-    finally:
-        elastic_logger.setLevel(level)
+    with _launcher_settings(nproc) as logs_specs:
+        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                              rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
+                              monitor_interval=0.1, start_method="spawn", logs_specs=logs_specs)
+        try:
+            return elastic_launch(config, entrypoint)(*args)[0]
+        except SignalException as error:
+            raise SystemExit(128 + int(error.sigval)) from None
+        except ChildFailedError as error:
+            rank, failure = error.get_first_failure()
+            if failure.exitcode in (2, 130, 143):
+                raise SystemExit(failure.exitcode) from None
+            # An exception in the rank (a bug: it printed its traceback) is in its error file.
+            raised = failure.message.get("message") if isinstance(failure.message, dict) else None
+            what = f"failed ({first_line(raised)})" if raised else describe_exit(failure.exitcode)
+            restarts = f" after {max_restarts} restart{'s' if max_restarts != 1 else ''}" if max_restarts else ""
+            raise RankError(f"rank {rank} of {nproc} {what}{restarts}; the other ranks were stopped. "
+                            f"{resume_hint}".strip()) from None

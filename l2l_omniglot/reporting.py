@@ -20,12 +20,30 @@ COMPARE_COLUMNS = (
     ("peak_rss_mb", "peak memory (MB)"),
     ("versus_best", "vs best (paired)"),
 )
+#: The columns a comparison with several seeds of a solver adds: after the solver, and after its test accuracy.
+SEED_COLUMNS = {"solver": ("seeds", "seeds"), "test": ("seed_spread", "across seeds: std (min–max)")}
+
+
+def compare_columns(rows: list) -> tuple:
+    """:data:`COMPARE_COLUMNS`, with :data:`SEED_COLUMNS` when some row has several seeds (rows with ``seeds``)."""
+    if not any("seeds" in row for row in rows):
+        return COMPARE_COLUMNS
+    columns = []
+    for key, title in COMPARE_COLUMNS:
+        columns.append((key, title))
+        if key in SEED_COLUMNS:
+            columns.append(SEED_COLUMNS[key])
+    return tuple(columns)
 
 
 def _cell(row: dict, key: str) -> str:
     value = row.get(key)
     if key == "test":
         return f"{row['test_accuracy']:.4f} ± {row['test_ci95']:.4f}"
+    if key == "seed_spread":
+        if row.get("test_accuracy_std") is None:
+            return "-"
+        return f"{row['test_accuracy_std']:.4f} ({row['test_accuracy_min']:.4f}–{row['test_accuracy_max']:.4f})"
     if key == "versus_best":
         if row["best"]:
             return "best"
@@ -43,9 +61,13 @@ def _cell(row: dict, key: str) -> str:
 
 
 def table_cells(rows: list) -> list:
-    """The table as text cells, header first; the terminal, CSV and Markdown all show these."""
-    return [[title for _, title in COMPARE_COLUMNS]] + [[_cell(row, key) for key, _ in COMPARE_COLUMNS]
-                                                         for row in rows]
+    """The table as text cells, header first; the terminal, CSV and Markdown all show these.
+
+    A row of several seeds shows their mean, the 95% interval over tasks of the
+    seed-averaged accuracy, and the spread across seeds in a column of its own.
+    """
+    columns = compare_columns(rows)
+    return [[title for _, title in columns]] + [[_cell(row, key) for key, _ in columns] for row in rows]
 
 
 def compare_table(rows: list, title: str) -> Table:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from l2l_omniglot.atomic import check_output_file
 from l2l_omniglot.checkpoint import load_solver
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.omniglot import resolve_root
 from l2l_omniglot.data.testsets import read_answers, read_hw15_folder, read_lake_runs, write_submission
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR, Score, per_task_accuracy
+from l2l_omniglot.leaks import check_lake20_clean, predict_leak_report
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.training import Benchmark
 
@@ -25,6 +27,21 @@ BENCHMARKS = ("tasks", "lake20")
 
 def _no_progress(done: int) -> None:
     return None
+
+
+def check_evaluate_options(benchmark: str, eval_tasks: Optional[int] = None, shots: Optional[int] = None) -> None:
+    """Refuse, before a model is loaded, options that the benchmark would ignore or cannot take."""
+    if benchmark not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
+    if benchmark == "lake20":
+        given = [name for name, value in (("--shots", shots), ("--eval-tasks", eval_tasks)) if value is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to lake20 "
+                              f"(20 fixed one-shot runs); drop {'it' if len(given) == 1 else 'them'}")
+    for name, value in (("--shots", shots), ("--eval-tasks", eval_tasks)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name} must be a whole number of at least 1 (got {value!r}); or leave it out "
+                              f"for the run's own")
 
 
 def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
@@ -36,12 +53,10 @@ def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: 
     the test set) fails before the first task is scored, so ``progress`` is
     called only once scoring has begun.
     """
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
+    check_evaluate_options(benchmark, eval_tasks, shots)
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
     if benchmark == "lake20":
-        if shots is not None or eval_tasks is not None:
-            raise ConfigError("--shots and --eval-tasks do not apply to lake20 (20 fixed one-shot runs); drop them")
+        check_lake20_clean(config, omniglot, resolve_root(omniglot.root) / "all_runs.zip")  # its characters unseen
         runs = read_lake_runs(resolve_root(omniglot.root) / "all_runs.zip", config.image_size)
         per_run = per_task_accuracy(solver, runs.tasks, progress=progress)
         errors = {name: 1.0 - float(acc) for name, acc in zip(runs.names, per_run)}
@@ -59,14 +74,23 @@ def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: 
 
 
 def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optional[Path] = None,
-                   device: str = "cpu") -> dict:
-    """Write the HW15 submission CSV for ``test_dir``; with ``answers``, also its accuracy."""
-    config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
-    tasks = read_hw15_folder(test_dir, config.image_size)
+                   device: str = "cpu", omniglot=None, force: bool = True) -> dict:
+    """Write the HW15 submission CSV for ``test_dir``; with ``answers``, also its accuracy.
+
+    ``output`` is checked before any work (:func:`~l2l_omniglot.atomic.check_output_file`), and so is
+    ``answers``; an existing ``output`` is replaced (atomically) only with ``force``.
+
+    ``omniglot`` (default: the data at ``$OMNIMETA_DATA``) tells which characters the model trained on: the
+    report's ``leak_warning`` says when they include evaluation-set characters (:mod:`l2l_omniglot.leaks`).
+    """
+    check_output_file(output, force, "-o")  # before any work; an existing file only with force
     expected = read_answers(answers) if answers else None
+    config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
+    leak = predict_leak_report(config, omniglot)
+    tasks = read_hw15_folder(test_dir, config.image_size)
     if expected is not None and len(expected) != tasks.query_y.numel():
         raise ConfigError(f"{answers} has {len(expected)} answers for {tasks.query_y.numel()} queries; "
                           f"give the answer file of {test_dir}")
     rows = write_submission(output, solver.predict(tasks))
     accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows) if expected is not None else None
-    return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver}
+    return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver, **leak}

@@ -1,63 +1,72 @@
-"""How many torch threads a process uses, and how they wait: a policy that survives a busy machine.
+"""How a process spends its CPU threads: tasks in parallel, each on one torch thread.
 
-torch runs each operation of a step on its intra-op thread pool (OpenMP, GNU
-libgomp in the pip wheels). Our operations are small (a 5-way task's
-convolutions take tens of microseconds), so a step is thousands of parallel
-regions, each ending at a barrier. With libgomp's defaults a thread that has
-finished its share *spins* (up to ``GOMP_SPINCOUNT`` = 300000 pause
-iterations, milliseconds on this CPU) waiting for the next region. On a quiet
-machine that is what makes two threads faster than one. Beside one busy
-program it is a disaster: the scheduler shares a core between a spinning
-pool thread and the other program in slices of milliseconds, so at almost
-every region one of our threads waits a whole slice for the other, and a
-meta-iteration became ~100x slower (0.089 s -> 9.4 s on the 2-core machine).
+The problem (docs/results.md, "Speed on a busy machine"). torch runs each
+operation on its intra-op pool (OpenMP: GNU libgomp in the pip wheels). Our
+operations are tiny (a 5-way 1-shot task's convolutions take microseconds),
+so one meta-step is thousands of parallel regions, each ending at a barrier
+where libgomp's threads *spin*. Once another program takes a core, one of the
+pool's threads shares that core with it, and at almost every barrier the
+other thread spins a whole scheduler slice waiting for it: beside one busy
+process the default FO-MAML step went from 0.06 s to 11 s on the 2-core
+development machine (the issue measured 0.089 s -> 9.4 s).
 
-The policy (measured by ``bench/busy.py``; numbers and the decision in
-docs/results.md, "Speed on a busy machine"):
+The policy:
 
-* **Threads**: all the cores this process may run on (``default_threads``),
-  divided among the ranks of ``omnimeta run --nproc N`` (``rank_threads``).
-  This keeps today's thread count, hence today's numbers bit for bit: a
-  different thread count rounds differently (e.g. the loss after 20 FO-MAML
-  steps differs in the 7th digit between 1 and 2 threads).
-* **Waiting**: a short spin, then sleep (``GOMP_SPINCOUNT`` =
-  ``SPIN_COUNT``). A pool thread that sleeps between regions is woken by the
-  kernel with priority over a program that has been running, so it gets its
-  core back within microseconds instead of a slice; the short spin keeps the
-  cost of back-to-back regions on a quiet machine. It does not change any
-  result: only how threads wait.
+* **Parallel over tasks, not inside operations.** ``TaskThreads`` runs one
+  function per task on ``threads`` worker threads, each with a single torch
+  thread, and returns the results in task order. The engines that adapt one
+  task at a time compute each task's gradient or logits there and combine
+  them in task order, so the numbers do not depend on how many workers ran
+  or which worker took which task: ``--threads 1`` and ``--threads 2`` give
+  the same run, bit for bit (tests/test_threads.py). A worker that shares its
+  core with another program simply finishes fewer tasks; nobody waits for it
+  at every operation. On a quiet machine two task workers are also *faster*
+  than two intra-op threads (the tasks are too small to split well).
+* **How many.** ``default_threads()``: all the cores this process may run
+  on, divided among the local ranks of ``omnimeta run --nproc N``
+  (``rank_threads``), at least one.
+* **Intra-op threads that wait politely.** Work that cannot be split by task
+  (the batched engine, whole-class pre-training) still uses ``threads``
+  intra-op threads; for them ``prepare_environment()`` lowers libgomp's spin
+  (``GOMP_SPINCOUNT`` = ``SPIN_COUNT``, from 300000) before torch loads, so that
+  a waiting thread soon sleeps and gives the core back: beside a busy process
+  that is ~3x slower instead of ~180x, for ~10% on a quiet machine. libgomp
+  reads it once, when torch loads it, so it must be in the environment first:
+  ``l2l_omniglot/__init__.py`` calls ``prepare_environment()`` before
+  anything imports torch, and ``--nproc`` ranks inherit it. A user's own
+  ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` wins.
 
-libgomp reads its wait settings once, when torch loads it, so
-``prepare_environment()`` must run before ``import torch``:
-``l2l_omniglot/__init__.py`` calls it first thing, and ``--nproc`` ranks
-inherit the environment. ``configure_threads()`` sets the thread count at
-any time. A user's own ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` /
-``OMNIMETA_THREADS`` / ``OMP_NUM_THREADS`` are respected.
+Where the number comes from (``requested_threads``): ``--threads N`` >
+``$OMNIMETA_THREADS`` > ``$OMP_NUM_THREADS`` > ``default_threads()``.
 
-This module imports only the standard library at import time (torch when a
-function needs it), so that it can run before torch loads.
+Only the standard library is imported at module level (torch inside the
+functions that need it, and only after the environment is prepared), so
+that this module can run before torch loads.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, MutableMapping, Optional
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Mapping, MutableMapping, Optional
 
-#: The environment variable that chooses the thread count when ``--threads`` is not given.
+#: The environment variable that sets the thread count when ``--threads`` is not given.
 THREADS_ENV = "OMNIMETA_THREADS"
 
-#: libgomp's spin count before a waiting thread sleeps (its own default: 300000). Measured, see the module doc.
-SPIN_COUNT = 10000
+#: libgomp's spin before a waiting intra-op thread sleeps (libgomp's own default: 300000). See the module doc.
+SPIN_COUNT = 1000
 
-#: The environment settings libgomp takes its wait policy from; a user's own value of either wins.
+#: libgomp's own wait settings; when the user set either, the policy adds nothing.
 WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
-#: What ``prepare_environment`` found: whether torch had loaded before it ran (then its wait settings are fixed).
-_state = {"prepared": False, "torch_loaded_first": None}
+_state = {"torch_loaded_first": None, "source": None}
+_pool_lock = threading.Lock()
+_pool: Optional["TaskThreads"] = None
 
 
 def available_cores() -> int:
-    """The CPUs this process may run on (its affinity mask: ``taskset`` and container limits count), at least 1."""
+    """The CPUs this process may run on (its affinity mask, so ``taskset`` and cgroup cpusets count), at least 1."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
@@ -65,16 +74,15 @@ def available_cores() -> int:
 
 
 def default_threads(cores: Optional[int] = None, ranks: int = 1) -> int:
-    """The default torch thread count of one process: its share of the cores, ``max(1, cores // ranks)``.
+    """The default thread count of one process: its share of the cores, ``max(1, cores // ranks)``.
 
-    Why all the cores and not fewer: on a quiet machine two threads are
-    1.3-1.5x faster per FO-MAML step than one on this 2-core machine, and a
-    busy neighbour no longer costs 100x once the threads sleep instead of spin
-    while they wait (``SPIN_COUNT``, set by ``prepare_environment``): then one
-    busy program costs the default at most ~2x, as it costs one thread. Keeping
-    the count also keeps the numbers a run produces (a thread count rounds its
-    own way). ``ranks``: the processes of ``omnimeta run --nproc`` on this
-    machine share its cores, so each takes ``cores // ranks`` (at least one).
+    The threads work on different tasks (``TaskThreads``), so a busy
+    neighbour slows them down by the share of the CPU it takes, not by a
+    scheduler slice at every operation: one busy process beside the default
+    FO-MAML run costs it less than 2x on the 2-core machine, where two intra-op
+    threads lost ~180x. On a quiet machine two task threads are faster than
+    today's two intra-op threads, and the result does not depend on the count.
+    ``ranks``: the local processes of ``omnimeta run --nproc`` share the cores.
     """
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, not {ranks}")
@@ -82,19 +90,40 @@ def default_threads(cores: Optional[int] = None, ranks: int = 1) -> int:
     return max(1, cores // ranks)
 
 
-def rank_threads(nproc: int, requested: Optional[int] = None, cores: Optional[int] = None) -> int:
-    """Threads for each of ``nproc`` local ranks: ``requested`` if given (``--threads``), else their share of the cores."""
-    if requested is not None:
-        return check_threads(requested)
-    return default_threads(cores, ranks=nproc)
-
-
-def check_threads(threads: int) -> int:
+def check_threads(threads) -> int:
+    """``threads`` if it is a whole number >= 1, else a one-line ``ConfigError``."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         from l2l_omniglot.errors import ConfigError
 
         raise ConfigError(f"--threads must be a whole number >= 1, not {threads!r}")
     return threads
+
+
+def rank_threads(nproc: int, requested: Optional[int] = None, cores: Optional[int] = None) -> int:
+    """Threads for each of ``nproc`` local ranks: ``requested`` (``--threads``) if given, else their core share."""
+    if requested is not None:
+        return check_threads(requested)
+    return default_threads(cores, ranks=nproc)
+
+
+def requested_threads(requested: Optional[int] = None, environ: Optional[Mapping[str, str]] = None) -> tuple:
+    """``(threads, source)``: ``--threads`` > ``$OMNIMETA_THREADS`` > ``$OMP_NUM_THREADS`` > ``default_threads()``."""
+    environ = os.environ if environ is None else environ
+    if requested is not None:
+        return check_threads(requested), "--threads"
+    text = environ.get(THREADS_ENV, "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            from l2l_omniglot.errors import ConfigError
+
+            raise ConfigError(f"${THREADS_ENV} must be a whole number >= 1, not {text!r}") from None
+        return check_threads(value), f"${THREADS_ENV}"
+    text = environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) >= 1:  # OpenMP's own variable: what OpenMP would ignore, ignore too
+        return int(text), "$OMP_NUM_THREADS"
+    return default_threads(), "default"
 
 
 def wait_environment(environ: Optional[Mapping[str, str]] = None) -> dict:
@@ -106,64 +135,140 @@ def wait_environment(environ: Optional[Mapping[str, str]] = None) -> dict:
 
 
 def prepare_environment(environ: Optional[MutableMapping[str, str]] = None) -> bool:
-    """Put the policy's wait settings into the environment, before torch loads; True if they take effect here.
+    """Add the policy's wait settings to the environment; True if they take effect in this process.
 
-    Call it before ``import torch`` (``l2l_omniglot/__init__.py`` does). When
-    torch is already loaded the settings still reach child processes (the
-    ranks of ``--nproc``), but not this one: that is what the False says.
+    Call it before ``import torch`` (``l2l_omniglot/__init__.py`` does):
+    libgomp reads them when torch loads it. Later calls still pass them on to
+    child processes (the ranks of ``--nproc``) and return False.
     """
-    environ = os.environ if environ is None else environ
-    for name, value in wait_environment(environ).items():
-        environ.setdefault(name, value)
-    if environ is os.environ and not _state["prepared"]:
-        _state.update(prepared=True, torch_loaded_first="torch" in sys.modules)
-    return "torch" not in sys.modules
+    target = os.environ if environ is None else environ
+    for name, value in wait_environment(target).items():
+        target.setdefault(name, value)
+    loaded = "torch" in sys.modules
+    if environ is None and _state["torch_loaded_first"] is None:
+        _state["torch_loaded_first"] = loaded
+    return not loaded
 
 
-def requested_threads(requested: Optional[int] = None, environ: Optional[Mapping[str, str]] = None) -> tuple:
-    """(threads, where the number came from): ``requested`` > ``$OMNIMETA_THREADS`` > ``$OMP_NUM_THREADS`` > default."""
-    environ = os.environ if environ is None else environ
-    if requested is not None:
-        return check_threads(requested), "--threads"
-    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
-        text = environ.get(name, "").strip()
-        if text:
-            try:
-                value = int(text)
-            except ValueError:
-                value = text
-            if name == THREADS_ENV:
-                return check_threads(value), f"${name}"
-            if isinstance(value, int) and value >= 1:  # OpenMP's own variable: ignore what OpenMP would ignore
-                return value, f"${name}"
-    return default_threads(), "default"
+class TaskThreads:
+    """``threads`` worker threads, each with one torch thread, that map a function over tasks in task order.
+
+    ``map(fn, items)`` calls ``fn(item)`` for every item and returns the
+    results in the order of ``items``, whichever worker computed them; with
+    one thread it runs them in the calling thread, one by one. The caller
+    combines the results in that order, so the numbers do not depend on
+    ``threads``. ``fn`` must not change shared state (compute gradients with
+    ``torch.autograd.grad``, not ``.backward()`` into shared ``.grad``; see
+    ``add_in_order``) and must not draw from torch's global random generator
+    (the order of the draws would depend on the threads). The workers run with
+    the caller's autograd mode (``torch.no_grad()`` or not).
+    """
+
+    def __init__(self, threads: int):
+        self.threads = check_threads(threads)
+        self._executor = None
+        if self.threads > 1:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="omnimeta-task",
+                                                initializer=_one_torch_thread)
+
+    def map(self, fn: Callable, items: Iterable) -> list:
+        items = list(items)
+        if self._executor is None or len(items) < 2:
+            return [fn(item) for item in items]
+        import torch
+
+        grad_enabled = torch.is_grad_enabled()  # autograd's mode is per thread: the workers take the caller's
+
+        def call(item):
+            with torch.set_grad_enabled(grad_enabled):
+                return fn(item)
+
+        return list(self._executor.map(call, items))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __repr__(self) -> str:
+        return f"TaskThreads({self.threads})"
+
+
+def add_in_order(parameters, task_gradients) -> None:
+    """Add each task's gradients to ``p.grad``, task after task: what ``loss.backward()`` per task would leave.
+
+    ``task_gradients``: per task (in task order), the tuple that
+    ``torch.autograd.grad(task_loss, parameters, allow_unused=True)`` returned
+    (None for a parameter the task does not reach). The first task's gradient
+    becomes ``p.grad`` when it is None, the later ones are added in place, as
+    autograd accumulates, so the result is bit for bit that of calling
+    ``backward()`` task after task on one thread.
+    """
+    for index, parameter in enumerate(parameters):
+        for gradients in task_gradients:
+            gradient = gradients[index]
+            if gradient is None:
+                continue
+            if parameter.grad is None:
+                parameter.grad = gradient.detach().clone()
+            else:
+                parameter.grad += gradient
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # OpenMP's thread count is per calling thread: this worker's ops run on it alone
 
 
 def configure_threads(requested: Optional[int] = None) -> int:
-    """Set this process's torch thread count by the policy and return it.
+    """Apply the policy to this process and return its thread count.
 
-    ``requested`` is ``--threads`` (None when not given); without it
-    ``$OMNIMETA_THREADS``, then ``$OMP_NUM_THREADS``, then
-    ``default_threads()`` decide. Raises ``ConfigError`` for a count below 1.
-    Also puts the wait settings into the environment for child processes (they
-    take effect in this process only if ``prepare_environment`` ran before
-    torch loaded).
+    ``requested`` is ``--threads`` (None when not given: then
+    ``$OMNIMETA_THREADS``, ``$OMP_NUM_THREADS``, ``default_threads()``).
+    Sets torch's intra-op threads of the calling thread to that count (for
+    work that is not split by task) and makes ``task_threads()`` a pool of
+    that many task workers. Raises ``ConfigError`` for a count below 1.
     """
-    threads, _ = requested_threads(requested)
+    global _pool
+    threads, source = requested_threads(requested)
     prepare_environment()
     import torch
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    with _pool_lock:
+        if _pool is None or _pool.threads != threads:
+            if _pool is not None:
+                _pool.close()
+            _pool = TaskThreads(threads)
+        _state["source"] = source
     return threads
 
 
-def describe(threads: Optional[int] = None) -> dict:
-    """What ``result.json`` records: the thread count, where it came from, and how the threads wait."""
-    import torch
+def task_threads() -> TaskThreads:
+    """This process's task workers (``configure_threads(None)`` first if nobody configured them)."""
+    if _pool is None:
+        configure_threads(None)
+    return _pool
 
-    _, source = requested_threads(None)
+
+def shutdown() -> None:
+    """Stop this process's task workers (the next ``task_threads()`` configures new ones)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.close()
+        _pool = None
+        _state["source"] = None
+
+
+def describe() -> dict:
+    """What ``result.json`` records about threads: the count, where it came from, and how intra-op threads wait."""
+    if _pool is not None:
+        threads, source = _pool.threads, _state["source"]
+    else:
+        threads, source = requested_threads(None)
     wait = {name: os.environ[name] for name in WAIT_ENV if name in os.environ}
-    return {"threads": torch.get_num_threads() if threads is None else threads, "threads_source": source,
-            "wait": wait or "libgomp default",
-            "wait_in_effect": _state["torch_loaded_first"] is False}
+    return {"threads": threads, "threads_source": source, "omp_wait": wait or "libgomp default",
+            "omp_wait_in_effect": _state["torch_loaded_first"] is False}

@@ -21,6 +21,7 @@ same numbers as a run that was never stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import fcntl
 import json
@@ -32,6 +33,8 @@ import sys
 import signal
 import socket
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -39,14 +42,15 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from l2l_omniglot.atomic import write_json, write_text
+from l2l_omniglot.atomic import append_text, write_json, write_text
 from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
 from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.data.splits import make_split
 from l2l_omniglot.data.tasks import TEST_STREAM, VALIDATION_STREAM, fixed_tasks, phase_samplers
 from l2l_omniglot.data.omniglot import load_omniglot
-from l2l_omniglot.distributed import Ranks, check_splittable, launch_local_ranks, launched_as_rank
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.distributed import (PeerLostError, Ranks, check_splittable, launch_local_ranks, launched_as_rank,
+                                      wait_to_be_stopped)
+from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError, first_line
 from l2l_omniglot.evaluation import Score
 from l2l_omniglot.solvers import SOLVERS, make_solver, solver_label
 
@@ -96,15 +100,19 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def check_out_dir(out_dir: Path, force: bool = False) -> None:
-    """Refuse, before any work, a run folder that is a file, unwritable or holds another run.
+def check_out_dir(out_dir: Path, force: bool = False, check_lock: bool = True) -> None:
+    """Refuse, before any work, a run folder that is a file, unwritable, in use or holds another run.
 
     Writability is tried, not inferred from permission bits (which root ignores): a
-    probe file is made and removed, or the folder is made and removed again.
+    probe file is made and removed, or the folder is made and removed again. A
+    folder another process works in (:class:`RunFolderLock`) is refused even with
+    ``force``; ``check_lock=False`` is for the process that holds the lock itself.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a folder path")
+    if check_lock and out_dir.is_dir():
+        RunFolderLock.check(out_dir)
     if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not force:
         raise ConfigError(f"--out {out_dir} already holds a run; choose another folder, --resume it, or add --force")
     try:
@@ -172,15 +180,44 @@ class Benchmark:
 
 
 def metric_lines_up_to(path: Path, iteration: int) -> list:
-    """The whole lines of ``metrics.jsonl`` up to ``iteration``; a line torn by a kill is dropped."""
-    kept = []
-    for line in (path.read_text().splitlines() if path.exists() else []):
+    """The lines of ``metrics.jsonl`` for iterations 1 .. ``iteration``, each once, in order.
+
+    A line torn by a kill (not JSON, or without an integer ``iteration``) is
+    dropped, and so is a repeated iteration (two writers, once possible) after
+    its first line. :func:`missing_iterations` tells what is then lacking.
+    """
+    kept = {}
+    try:
+        text = path.read_text(errors="replace") if path.exists() else ""
+    except OSError:
+        text = ""
+    for line in text.splitlines():
         try:
-            if json.loads(line)["iteration"] <= iteration:
-                kept.append(line)
+            record = json.loads(line)
+            number = record["iteration"]
         except (ValueError, KeyError, TypeError):
             continue
-    return kept
+        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= iteration:
+            kept.setdefault(number, line)
+    return [kept[number] for number in sorted(kept)]
+
+
+def missing_iterations(lines: list, iteration: int) -> list:
+    """The iterations 1 .. ``iteration`` that no line of :func:`metric_lines_up_to` holds."""
+    present = {json.loads(line)["iteration"] for line in lines}
+    return [number for number in range(1, iteration + 1) if number not in present]
+
+
+def describe_numbers(numbers: list, limit: int = 4) -> str:
+    """``1-3, 7, 9-12`` for [1, 2, 3, 7, 9, 10, 11, 12] (at most ``limit`` ranges, then ``...``)."""
+    ranges = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges]
+    return ", ".join(text[:limit]) + (", ..." if len(text) > limit else "")
 
 
 LOCK_FILE = ".omnimeta.lock"
@@ -190,43 +227,124 @@ class RunFolderLock:
     """One writer per run folder: an exclusive ``flock`` on ``RUN_DIR/.omnimeta.lock``, held while a run works.
 
     The kernel drops the lock when its process ends, however it ends, so a
-    killed run never leaves it stale; the file keeps the holder's pid only to
-    name it in the refusal.
+    killed run never leaves it stale (its file stays, with no lock on it, and
+    the next run takes it over); the file keeps the holder's pid only to name
+    it in the refusal. A run that ends removes the file: it does so while it
+    still holds the lock, and :meth:`acquire` checks that the file it locked is
+    still the one at the path, so two runs can never both hold "the" lock.
     """
 
     def __init__(self, out_dir: Path):
         self.path = Path(out_dir) / LOCK_FILE
         self.handle = None
 
-    def acquire(self) -> "RunFolderLock":
-        handle = open(self.path, "a+")
+    @staticmethod
+    def _refusal(path: Path, handle) -> ConfigError:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise ConfigError(f"{self.path.parent} is in use by {holder}; wait for that run to end or stop it, "
-                              f"then retry") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} (omnimeta run on {socket.gethostname()})")
-        handle.flush()
-        self.handle = handle
-        return self
+            holder = handle.read(200).strip()
+        except (OSError, ValueError):
+            holder = ""
+        return ConfigError(f"{path.parent} is in use by {holder or 'another process'}; wait for that run to end "
+                           f"or stop it, then retry")
+
+    def acquire(self) -> "RunFolderLock":
+        for _ in range(100):  # a new file appears only when a holder ends between our open and our flock
+            try:
+                handle = open(self.path, "a+")
+            except OSError as error:
+                raise ConfigError(f"cannot lock {self.path} ({error.strerror}); make {self.path.parent} writable "
+                                  f"or choose another folder") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                error = self._refusal(self.path, handle)
+                handle.close()
+                raise error from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its holder removed it as it ended: lock the file now at the path
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} (omnimeta run on {socket.gethostname()})")
+            handle.flush()
+            self.handle = handle
+            return self
+        raise ConfigError(f"{self.path} keeps being replaced; check what else writes into {self.path.parent}")
+
+    @classmethod
+    def check(cls, out_dir: Path) -> None:
+        """Refuse at once, with the holder's name, a folder that another process holds; takes nothing itself."""
+        path = Path(out_dir) / LOCK_FILE
+        try:
+            handle = open(path, "r")
+        except OSError:
+            return  # no lock file: no run works there (the real acquire decides in any case)
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                raise cls._refusal(path, handle) from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
     def release(self) -> None:
         if self.handle is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still held: see the class's note
             self.handle.close()  # closing drops the flock
             self.handle = None
 
 
+#: What the trainer part of ``state.pt`` holds, and the types each must have.
+TRAINER_STATE = {"iteration": int, "elapsed": (int, float), "step_seconds": (int, float), "best": dict, "rng": dict}
+BEST_STATE = {"val_accuracy": (int, float), "iteration": int, "state": (dict, type(None))}
+RNG_STATE = ("python", "python_version", "python_gauss", "numpy", "numpy_position", "numpy_gauss", "torch")
+
+
+def check_trainer_state(path: Path, config: RunConfig, saved: dict) -> None:
+    """Refuse, naming the file, a trainer part of ``state.pt`` with missing or ill-typed entries."""
+    def wrong(what: str) -> ConfigError:
+        return ConfigError(f"{path} holds an incomplete or damaged state ({what}); a run cannot continue from it: "
+                           f"restore state.pt from a backup, or start the run again with `omnimeta run --out "
+                           f"{path.parent} --force`")
+
+    for table, part, name in ((TRAINER_STATE, saved, "trainer"), (BEST_STATE, saved.get("best"), "trainer.best")):
+        if not isinstance(part, dict):
+            raise wrong(f"{name} is not a mapping")
+        for key, kind in table.items():
+            value = part.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise wrong(f"{name}.{key} is {'missing' if key not in part else type(value).__name__}")
+    missing = [key for key in RNG_STATE if key not in saved["rng"]]
+    if missing:
+        raise wrong(f"trainer.rng lacks {', '.join(missing)}")
+    if not 0 <= saved["iteration"] <= config.iterations:
+        raise wrong(f"iteration {saved['iteration']} is outside 0 .. {config.iterations}")
+    if not all(math.isfinite(saved[key]) and saved[key] >= 0 for key in ("elapsed", "step_seconds")):
+        raise wrong("a negative or non-finite time")
+    if saved["best"]["state"] is None and saved["best"]["iteration"] != 0:
+        raise wrong("trainer.best has an iteration but no state")
+    if not isinstance(saved.get("data_root", ""), str):
+        raise wrong(f"trainer.data_root is {type(saved['data_root']).__name__}, not a path")
+
+
 def load_saved_state(out_dir: Path) -> tuple:
-    """``(config, payload)`` of the resumable state in a run folder, or a ConfigError saying how to make one."""
+    """``(config, payload)`` of the resumable state in a run folder, or a ConfigError saying how to make one.
+
+    Its trainer part is checked too (:func:`check_trainer_state`), so every
+    reader (the command line, the data loader, each rank) meets a bad file as
+    one line.
+    """
     out_dir = Path(out_dir)
     if not (out_dir / "state.pt").is_file():
         raise ConfigError(f"--resume {out_dir}: no saved state (state.pt) there; start it with `omnimeta run --out`")
-    return load_checkpoint(out_dir / "state.pt", expect=("trainer",))
+    config, payload = load_checkpoint(out_dir / "state.pt", expect=("trainer",))
+    check_trainer_state(out_dir / "state.pt", config, payload["trainer"])
+    return config, payload
 
 
 class RunCallbacks:
@@ -253,6 +371,21 @@ class RunCallbacks:
 
     def on_finish(self) -> None:
         """The run ended (finished, interrupted or failed)."""
+
+    def on_warning(self, message: str) -> None:
+        """Something the user should know that does not stop the run (a resumed run's metrics have a gap).
+
+        By default a :class:`RunWarning` through :mod:`warnings`; the command line prints ``Warning: ...``.
+        """
+        warnings.warn(message, RunWarning, stacklevel=2)
+
+
+class RunWarning(UserWarning):
+    """A resumed run's folder is not what its state says (a gap in metrics.jsonl, an edited config.json)."""
+
+
+class _StopAfterIteration(KeyboardInterrupt):
+    """A stop request, acted on between two iterations: the state is consistent, so it is saved."""
 
 
 class Trainer:
@@ -289,8 +422,14 @@ class Trainer:
         self.force = force
         self.resumed = False
         self.lock = None
-        #: Where the data came from, kept in state.pt so that --resume finds it again.
-        self.data_root = str(data_root) if data_root is not None else str(getattr(omniglot, "root", "") or "")
+        #: The iteration of the last state saved to state.pt (what a hard stop falls back to).
+        self.saved_iteration = None
+        #: What :meth:`run` tells its callbacks before it starts (see :meth:`RunCallbacks.on_warning`).
+        self.warnings = []
+        self._callback_stop = False
+        #: Where the data came from (absolute), kept in state.pt so that --resume finds it again from anywhere.
+        root = data_root if data_root is not None else getattr(omniglot, "root", None)
+        self.data_root = os.path.abspath(os.path.expanduser(str(root))) if root else ""
 
     # -- resumable state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -301,38 +440,91 @@ class Trainer:
         if self.out_dir is not None:
             save_checkpoint(self.out_dir / "state.pt", self.config, self.solver.state_dict(),
                             self.benchmark.num_train_classes, trainer=self.state())
+            self.saved_iteration = self.iteration
 
     @classmethod
     def resume(cls, out_dir: Path, omniglot, checkpoint_every: int = 100, ranks: Optional[Ranks] = None) -> "Trainer":
-        """Continue the run in ``out_dir`` from its last saved state, with its own config (on any number of ranks)."""
+        """Continue the run in ``out_dir`` from its last saved state, with its own config (on any number of ranks).
+
+        Rank 0 takes the folder's lock first (:class:`RunFolderLock`), so a
+        second process working there is refused before anything is built.
+        """
         out_dir = Path(out_dir)
         config, payload = load_saved_state(out_dir)
-        trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every, ranks=ranks)
-        trainer.out_dir = out_dir if trainer.ranks.is_main else None
-        if trainer.out_dir is not None:
-            trainer.lock = RunFolderLock(out_dir).acquire()  # before anything in the folder changes
-        trainer.resumed = True
+        lock = RunFolderLock(out_dir).acquire() if ranks is None or ranks.is_main else None
+        try:
+            trainer = cls(config, omniglot, out_dir=None, checkpoint_every=checkpoint_every, ranks=ranks)
+            trainer.out_dir, trainer.lock = (out_dir, lock) if trainer.ranks.is_main else (None, None)
+            trainer._restore(out_dir / "state.pt", payload)
+            if trainer.out_dir is not None:
+                trainer._check_run_folder()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return trainer
+
+    def _restore(self, path: Path, payload: dict) -> None:
         saved = payload["trainer"]
         try:
-            trainer.solver.load_state_dict(payload["solver"])
-            trainer.iteration, trainer.elapsed, trainer.step_seconds = (int(saved["iteration"]), saved["elapsed"],
-                                                                        saved["step_seconds"])
-            trainer.best = saved["best"]
+            # The best state first, only to learn that it fits (the current state then replaces all of it).
+            if saved["best"]["state"] is not None:
+                self.solver.load_state_dict(saved["best"]["state"])
+            self.solver.load_state_dict(payload["solver"])
             set_rng_state(saved["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
-            raise ConfigError(f"{out_dir / 'state.pt'} holds an incomplete state ({type(error).__name__}: "
-                              f"{str(error)[:120]}); start the run again") from None
-        trainer.data_root = saved.get("data_root", trainer.data_root)
-        if trainer.out_dir is not None:
-            metrics = out_dir / "metrics.jsonl"
-            write_text(metrics, "".join(line + "\n" for line in metric_lines_up_to(metrics, trainer.iteration)))
-        return trainer
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+            raise ConfigError(f"{path} holds a state that does not fit its {self.config.ways}-way "
+                              f"{self.config.solver} model ({type(error).__name__}: {first_line(error, 120)}); "
+                              f"restore state.pt from a backup, or start the run again with `omnimeta run --out "
+                              f"{path.parent} --force`") from None
+        self.iteration, self.elapsed, self.step_seconds = saved["iteration"], saved["elapsed"], saved["step_seconds"]
+        self.best = saved["best"]
+        self.saved_iteration = self.iteration
+        self.resumed = True
+        self.data_root = self.data_root or saved.get("data_root", "")
+
+    def _check_run_folder(self) -> None:
+        """Rank 0 of a resumed run: cut metrics.jsonl back to the state, and say what does not match it."""
+        metrics = self.out_dir / "metrics.jsonl"
+        lines = metric_lines_up_to(metrics, self.iteration)
+        text = "".join(line + "\n" for line in lines)
+        if not metrics.is_file() or metrics.read_text(errors="replace") != text:
+            write_text(metrics, text)
+        missing = missing_iterations(lines, self.iteration)
+        if missing:
+            self.warnings.append(
+                f"{metrics} lacks {len(missing)} of the {self.iteration} iterations trained so far "
+                f"({describe_numbers(missing)}; lost or torn lines); they cannot be rebuilt without training "
+                f"again, so its curves have a gap there. For complete metrics, start the run again with "
+                f"`omnimeta run --out {self.out_dir} --force`")
+        record = self.out_dir / "config.json"
+        saved = json.loads(json.dumps(self.config.to_dict()))
+        if not record.is_file():
+            write_json(record, saved)
+            self.warnings.append(f"{record} was missing; written again from the config in state.pt")
+            return
+        try:
+            written = json.loads(record.read_text())
+        except (OSError, ValueError):
+            written = None
+        if written != saved:
+            if isinstance(written, dict):
+                keys = sorted(k for k in {*written, *saved} if written.get(k) != saved.get(k))
+                what = "; ".join(f"{k}: {json.dumps(written.get(k))} in config.json, {json.dumps(saved.get(k))} in "
+                                 f"state.pt" for k in keys[:3]) + ("; ..." if len(keys) > 3 else "")
+            else:
+                what = "it is not a readable config"
+            self.warnings.append(
+                f"{record} differs from the state this run resumes ({what}); --resume continues with the settings "
+                f"saved in state.pt: config.json is a record of the run, not an input. To train with other "
+                f"settings, start a new run with --out")
 
     # -- the loop --------------------------------------------------------------------------------------
     def _start_out_dir(self) -> None:
         prepare_out_dir(self.out_dir, self.force)
         self.lock = RunFolderLock(self.out_dir).acquire()
-        check_out_dir(self.out_dir, self.force)  # another run may have started here since the first check
+        # Another run may have started (and ended) here since the first check.
+        check_out_dir(self.out_dir, self.force, check_lock=False)
         for stale in ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl"):
             (self.out_dir / stale).unlink(missing_ok=True)
         write_json(self.out_dir / "config.json", self.config.to_dict())
@@ -345,6 +537,8 @@ class Trainer:
     def run(self, callbacks: Optional[RunCallbacks] = None) -> dict:
         """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict."""
         callbacks = callbacks or RunCallbacks()
+        for message in self.warnings:
+            callbacks.on_warning(message)
         callbacks.on_start(self)
         try:
             self._train(callbacks)
@@ -378,11 +572,11 @@ class Trainer:
                             f"likely too high (--meta-lr {config.meta_lr}, or the solver's own, see `omnimeta "
                             f"solvers`): lower them and rerun.{kept}")
                     record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
-                    callbacks.on_step(iteration, stats, time.perf_counter() - start)
+                    self._call(callbacks.on_step, iteration, stats, time.perf_counter() - start)
                     if iteration % config.val_every == 0 or iteration == config.iterations:
                         score = Score.of(self.ranks.per_task_accuracy(self.solver, self.benchmark.val_tasks))
                         record.update(val_accuracy=score.accuracy, val_ci95=score.ci95)
-                        callbacks.on_validation(iteration, score)
+                        self._call(callbacks.on_validation, iteration, score)
                         if score.accuracy > self.best["val_accuracy"]:
                             self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
                                          "state": copy.deepcopy(self.solver.state_dict())}
@@ -392,19 +586,40 @@ class Trainer:
                     self.elapsed = time.perf_counter() - start
                     record["seconds"] = round(self.elapsed, 3)
                     if out_dir is not None:
-                        with open(out_dir / "metrics.jsonl", "a") as metrics:
-                            metrics.write(json.dumps(record) + "\n")
+                        append_text(out_dir / "metrics.jsonl", json.dumps(record) + "\n")
                         if iteration % self.checkpoint_every == 0:
                             self.save_state()
-                    if self.ranks.stop_agreed:  # a stop request on some rank: all stop here, after the same iteration
-                        raise KeyboardInterrupt
-        except KeyboardInterrupt:
+                    if self._callback_stop and self.ranks.distributed:
+                        self.ranks._stop_requested = True  # rank 0's callbacks alone: the ranks agree next time
+                    # A stop request (on some rank): all stop here, after the same iteration, with a whole state.
+                    if self.ranks.stop_agreed or (self._callback_stop and not self.ranks.distributed):
+                        raise _StopAfterIteration
+        except KeyboardInterrupt as stop:
             if out_dir is None:
                 raise
-            self.save_state()
-            raise Interrupted(f"interrupted at iteration {self.iteration}; the state is saved. "
-                              f"Continue with: omnimeta run --resume {out_dir}", self.ranks.stop_signal) from None
+            name = signal.Signals(self.ranks.stop_signal).name
+            if isinstance(stop, _StopAfterIteration):
+                self.save_state()
+                raise Interrupted(f"interrupted by {name} at iteration {self.iteration}; the state is saved. "
+                                  f"Continue with: omnimeta run --resume {out_dir}", self.ranks.stop_signal) from None
+            # A second signal stopped the run in the middle of an iteration: what the solver holds now belongs to
+            # no iteration, so the last saved state stays (saving this one would make the resumed run differ).
+            raise Interrupted(f"stopped at once by a second {name} in iteration {self.iteration + 1}; the state "
+                              f"saved at iteration {self.saved_iteration} is kept. Continue with: omnimeta run "
+                              f"--resume {out_dir}", self.ranks.stop_signal) from None
+        except WriteError as error:
+            if out_dir is None or self.saved_iteration is None:
+                raise
+            raise WriteError(f"{error}; then continue from iteration {self.saved_iteration} with: omnimeta run "
+                             f"--resume {out_dir}") from None
         self.save_state()
+
+    def _call(self, callback: Callable, *args) -> None:
+        """A callback that raises KeyboardInterrupt asks the run to stop after this iteration (and save)."""
+        try:
+            callback(*args)
+        except KeyboardInterrupt:
+            self._callback_stop = True
 
     def _test(self, callbacks: RunCallbacks) -> dict:
         config = self.config
@@ -418,8 +633,9 @@ class Trainer:
         except KeyboardInterrupt:
             if self.out_dir is None:
                 raise
-            raise Interrupted(f"interrupted during the final test; training is complete and saved. "
-                              f"Finish with: omnimeta run --resume {self.out_dir}", self.ranks.stop_signal) from None
+            raise Interrupted(f"interrupted by {signal.Signals(self.ranks.stop_signal).name} during the final test; "
+                              f"training is complete and saved. Finish with: omnimeta run --resume {self.out_dir}",
+                              self.ranks.stop_signal) from None
         result = {
             "solver": config.solver,
             "label": solver_label(config),
@@ -495,30 +711,56 @@ class RunRequest:
             raise ConfigError("a run needs a config to start, or resume=True to continue one")
 
 
-def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], load_data: Callable) -> dict:
-    """One process of a run: join the ranks (if any), build or resume the trainer, train, test."""
+def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], load_data: Callable) -> Optional[dict]:
+    """One process of a run: join the ranks (if any), build or resume the trainer, train, test.
+
+    A restart by the elastic agent (``TORCHELASTIC_RESTART_COUNT`` > 0, after
+    a rank died) continues from the run folder's last saved state, on every
+    rank, and rank 0 logs it in ``RUN_DIR/restarts.jsonl``.
+    """
     config = request.config if request.config is not None else load_saved_state(request.out_dir)[0]
     ranks = Ranks.join(config.device, request.backend, request.dist_timeout)
     try:
         # Rank 0 loads (or decodes) the data first, so that the others find it cached.
         omniglot = ranks.agree(lambda: load_data() if ranks.is_main else None)
-        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        # Each node's agent counts its own restarts: under torchrun on several nodes, an agent that restarts its
+        # ranks because another node's rank died (for it, a change of members) starts them with its count
+        # unchanged. So a group is a restart if any of its ranks says so.
+        restart = ranks.largest(int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")))
+        # The dead group's ranks are all gone by now, so every rank sees the same state.pt. A group that died
+        # before rank 0 saved this run's first state has nothing to continue (state.pt is missing, or an older
+        # run's that --force is replacing): it starts again.
+        resume = request.resume or (restart > 0 and (request.out_dir / "state.pt").is_file()
+                                    and load_saved_state(request.out_dir)[0].to_dict() == config.to_dict())
 
         def build() -> Trainer:
             data = omniglot if omniglot is not None else load_data()
-            if request.resume or restart > 0:
+            if resume:
                 return Trainer.resume(request.out_dir, data, request.checkpoint_every, ranks)
-            return Trainer(config, data, request.out_dir, request.force, request.checkpoint_every, ranks,
-                           data_root=request.data_root)
+            return Trainer(config, data, request.out_dir, request.force or restart > 0, request.checkpoint_every,
+                           ranks, data_root=request.data_root)
 
         trainer = ranks.agree(build)
         if restart > 0 and trainer.out_dir is not None:
-            with open(trainer.out_dir / "restarts.jsonl", "a") as log:
-                log.write(json.dumps({"restart": restart, "resumed_from_iteration": trainer.iteration,
-                                      "time": time.time()}) + "\n")
-        return trainer.run(callbacks if ranks.is_main else None)
+            _log_restart(trainer, restart, ranks.world_size, resume)
+        result = trainer.run(callbacks if ranks.is_main else None)
+        return result if ranks.is_main else None  # rank 0 reports the run (and, under torchrun, prints it)
     finally:
         ranks.close()
+
+
+def _log_restart(trainer: Trainer, restart: int, world_size: int, resumed: bool) -> None:
+    """Rank 0 of a restarted group: one line on stderr, and one in ``restarts.jsonl`` when it resumed."""
+    limit = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "?")
+    if not resumed:  # the new run's folder is set up (and restarts.jsonl cleared) when it starts
+        print(f"a rank failed before the first state was saved; restart {restart} of {limit}: the {world_size} "
+              f"ranks start the run again", file=sys.stderr, flush=True)
+        return
+    print(f"a rank failed; restart {restart} of {limit}: the {world_size} ranks continue from iteration "
+          f"{trainer.iteration} (saved in {trainer.out_dir / 'state.pt'})", file=sys.stderr, flush=True)
+    with open(trainer.out_dir / "restarts.jsonl", "a") as log:
+        log.write(json.dumps({"restart": restart, "resumed_from_iteration": trainer.iteration,
+                              "time": time.time()}) + "\n")
 
 
 def _data_loader(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Callable:
@@ -534,12 +776,19 @@ def _rank_main(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Option
     """The entry point of each local rank (see :func:`run_training`): errors end the rank with their status."""
     try:
         return _run_this_process(request, callbacks, _data_loader(request, callbacks))
+    except PeerLostError as error:
+        # Not this rank's failure: the launcher names the rank that died (see wait_to_be_stopped).
+        wait_to_be_stopped(error)
+        raise SystemExit(error.exit_code) from None
     except OmnimetaError as error:
         if getattr(error, "reported_by_every_rank", False) or int(os.environ.get("RANK", "0")) == 0:
             print(str(error) if isinstance(error, Interrupted) else f"Error: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception:
+        traceback.print_exc()  # a bug: the launcher names the rank and the error, this shows where
+        raise
 
 
 def run_training(request: RunRequest, callbacks: Optional[RunCallbacks] = None) -> Optional[dict]:

@@ -1,7 +1,8 @@
 """Every bad input: one line, exit status 2, no traceback, no file changed.
 
-Two tables: bad command lines through the CLI (``cases``), and bad files
-through the library functions that read or write them (``FILE_CASES``). The
+Two tables: bad command lines through the CLI (``CLI_CASES``: data, options,
+outputs, run folders, checkpoints and states), and bad files through the
+library functions that read or write them (``FILE_CASES``). The
 CLI is imported only by the tests that use it, so the file table runs on its own.
 """
 import builtins
@@ -11,8 +12,11 @@ import json
 import os
 import pathlib
 import shutil
+import signal
+import socket
 import stat
 import struct
+import time
 import zipfile
 import zlib
 
@@ -70,88 +74,266 @@ def trained(tmp_path_factory, data_root):
     return out
 
 
-def cases(tmp, data_root, trained):
-    """(name, arguments) for each bad input; the files they may touch live under ``tmp``."""
-    one_set = tmp / "one-set"
-    one_set.mkdir()
-    shutil.copy(data_root / "images_background.zip", one_set)
-    corrupt = tmp / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "images_background.zip").write_bytes(b"PK\x03\x04 not really a zip")
-    shutil.copy(data_root / "images_evaluation.zip", corrupt)
-    a_file = tmp / "a-file"
-    a_file.write_text("keep me")
-    empty = tmp / "empty-run"
-    empty.mkdir()
-    bad_layout = tmp / "bad-layout"
-    shutil.copytree(SAMPLE, bad_layout)
-    shutil.rmtree(bad_layout / "query" / "0005")
-    hostile = tmp / "hostile"
-    shutil.copytree(SAMPLE, hostile)
-    (hostile / "query" / "0003" / "image_2.png").write_bytes(png_header(10000, 10000))  # Pillow only warns
-    run = ["run", "--data-root", data_root, *TINY]
-    return [
-        ("missing data root", ["data", "info", "--data-root", tmp / "nowhere"], "does not exist"),
-        ("only one set", ["data", "info", "--data-root", one_set], "evaluation set not found"),
-        ("corrupt zip", ["data", "info", "--data-root", corrupt], "images_background.zip is not a readable zip"),
-        ("unknown solver", run + ["--solver", "reptile"], "'reptile' is not one of"),
-        ("unknown split", run + ["--split", "easy"], "'easy' is not one of"),
-        ("unknown augment", run + ["--augment", "flip"], "'flip' is not one of"),
-        ("ways", run + ["--ways", "1"], "--ways must be at least 2"),
-        ("shots", run + ["--shots", "0"], "--shots must be at least 1"),
-        ("queries", run + ["--queries", "0"], "--queries must be at least 1"),
-        ("negative lr", run + ["--meta-lr", "-0.1"], "--meta-lr must be a finite number >= 0"),
-        ("nan lr", run + ["--inner-lr", "nan"], "option inner_lr (--inner-lr) of fomaml must be a finite number"),
-        ("zero iterations", run + ["--iterations", "0"], "--iterations must be at least 1"),
-        ("zero eval tasks", run + ["--eval-tasks", "0"], "--eval-tasks must be at least 1"),
-        ("out is a file", run + ["--out", a_file], "is a file"),
-        ("out not writable", run + ["--out", "/proc/omnimeta-run"], "is not writable"),
-        ("resume without state", ["run", "--resume", empty, "--data-root", data_root], "no saved state"),
-        ("evaluate without checkpoint", ["evaluate", empty, "--data-root", data_root], "no checkpoint at"),
-        ("predict without checkpoint", ["predict", empty, SAMPLE, "-o", tmp / "o.csv"], "no checkpoint at"),
-        ("predict on a wrong layout", ["predict", trained, bad_layout, "-o", tmp / "o.csv", "--data-root", data_root],
-         "only one of support/ and query/"),
-        ("predict on a non-test folder", ["predict", trained, tmp, "-o", tmp / "o.csv"], "is not an HW15 test folder"),
-        ("predict on a decompression bomb",
-         ["predict", trained, hostile, "-o", tmp / "o.csv", "--data-root", data_root],
-         "0003/image_2.png is too large to decode"),
-        ("cuda without a GPU", run + ["--device", "cuda", "--out", tmp / "cuda-run"], "no usable CUDA GPU"),
-    ]
+class Where:
+    """Where a case's files live: ``tmp`` (snapshotted: the case may change nothing there), the data, the trained run.
+
+    Each helper makes what a case needs under ``tmp`` and returns its path.
+    """
+
+    def __init__(self, tmp, data_root, trained):
+        self.tmp, self.data_root, self.trained = tmp, data_root, trained
+        self.run = ["run", "--data-root", data_root, *TINY]
+
+    def file(self, name="a-file", text="keep me"):
+        path = self.tmp / name
+        path.write_text(text)
+        return path
+
+    def folder(self, name="empty-run"):
+        path = self.tmp / name
+        path.mkdir(exist_ok=True)
+        return path
+
+    def data_with(self, *archives, corrupt=False):
+        root = self.folder("data")
+        for name in archives:
+            shutil.copy(self.data_root / name, root)
+        if corrupt:
+            (root / "images_background.zip").write_bytes(b"PK\x03\x04 not really a zip")
+        return root
+
+    def sample_with(self, change):
+        folder = self.tmp / "test-folder"
+        shutil.copytree(SAMPLE, folder)
+        change(folder)
+        return folder
+
+    def run_copy(self, change=lambda run: None):
+        """A copy of the trained run folder after ``change(folder)``."""
+        run = self.tmp / "run-copy"
+        shutil.copytree(self.trained, run)
+        change(run)
+        return run
+
+    def checkpoint_as_state(self):
+        run = self.folder("run-state")
+        shutil.copy(self.trained / "checkpoint.pt", run / "state.pt")
+        return run
+
+    def saved(self, name, change):
+        """A run folder holding only ``name`` (state.pt or checkpoint.pt): the trained one's after ``change(payload)``."""
+        run = self.folder("run-" + name.split(".")[0])
+        payload = torch.load(self.trained / name, weights_only=True)
+        torch.save(change(payload) or payload, run / name)
+        return run
 
 
-CASE_NAMES = [
-    "missing data root", "only one set", "corrupt zip", "unknown solver", "unknown split", "unknown augment", "ways",
-    "shots", "queries", "negative lr", "nan lr", "zero iterations", "zero eval tasks", "out is a file",
-    "out not writable", "resume without state", "evaluate without checkpoint", "predict without checkpoint",
-    "predict on a wrong layout", "predict on a non-test folder", "predict on a decompression bomb",
-    "cuda without a GPU"]
+def _without(*keys, part=None):
+    """A payload change that drops ``keys`` (from its ``part``, e.g. "trainer")."""
+    def change(payload):
+        for key in keys:
+            del (payload[part] if part else payload)[key]
+    return change
 
 
-@pytest.mark.parametrize("name", CASE_NAMES)
-def test_bad_input_gives_one_line_exit_2_and_changes_nothing(name, tmp_path, data_root, trained):
+def _setting(key, value, part=None):
+    def change(payload):
+        if key == "config":  # text as it is; a dict changes settings inside the JSON; anything else as JSON
+            payload["config"] = value if isinstance(value, str) else json.dumps(
+                dict(json.loads(payload["config"]), **value) if isinstance(value, dict) else value)
+        else:
+            (payload[part] if part else payload)[key] = value
+    return change
+
+
+def _evil(payload):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pickled code ran",))
+    payload["solver"] = Payload()
+
+
+def _unfitting(payload):
+    payload["solver"]["model"] = {"not": torch.zeros(3)}
+
+
+def _edit(name, text):
+    def change(run):
+        (run / name).write_text(text)
+    return change
+
+
+def _append(name, text):
+    def change(run):
+        with open(run / name, "a") as handle:
+            handle.write(text)
+    return change
+
+
+def _remove(name):
+    return lambda run: (run / name).unlink()
+
+
+def _hostile_image(folder):
+    (folder / "query" / "0003" / "image_2.png").write_bytes(png_header(10000, 10000))  # Pillow only warns
+
+
+BIG = 2**70
+NOT_LOADABLE = "it holds a Python object (print) beyond tensors and plain data, which omnimeta never writes"
+
+#: (name, build(where) -> the command line, the fragment its one line must hold). One table for every bad input
+#: that reaches the user through the command line: data, options, outputs, run folders, checkpoints and states.
+CLI_CASES = [
+    # the data
+    ("missing data root", lambda w: ["data", "info", "--data-root", w.tmp / "nowhere"], "does not exist"),
+    ("only one set", lambda w: ["data", "info", "--data-root", w.data_with("images_background.zip")],
+     "evaluation set not found"),
+    ("corrupt zip", lambda w: ["data", "info", "--data-root", w.data_with("images_evaluation.zip", corrupt=True)],
+     "images_background.zip is not a readable zip"),
+    # options, each with its range
+    ("unknown solver", lambda w: w.run + ["--solver", "reptile"], "'reptile' is not one of"),
+    ("unknown split", lambda w: w.run + ["--split", "easy"], "'easy' is not one of"),
+    ("unknown augment", lambda w: w.run + ["--augment", "flip"], "'flip' is not one of"),
+    ("ways", lambda w: w.run + ["--ways", "1"], "--ways must be at least 2"),
+    ("shots", lambda w: w.run + ["--shots", "0"], "--shots must be at least 1"),
+    ("queries", lambda w: w.run + ["--queries", "0"], "--queries must be at least 1"),
+    ("negative lr", lambda w: w.run + ["--meta-lr", "-0.1"], "--meta-lr must be a finite number >= 0"),
+    ("nan lr", lambda w: w.run + ["--inner-lr", "nan"],
+     "option inner_lr (--inner-lr) of fomaml must be a finite number"),
+    ("zero iterations", lambda w: w.run + ["--iterations", "0"], "--iterations must be at least 1"),
+    ("zero eval tasks", lambda w: w.run + ["--eval-tasks", "0"], "--eval-tasks must be at least 1"),
+    ("seed of 2**70", lambda w: w.run + ["--seed", BIG], "--seed must be between 0 and 2**63 - 1"),
+    ("meta-batch of 2**70", lambda w: w.run + ["--meta-batch", BIG], "--meta-batch must be at most 4096"),
+    ("iterations of 2**70", lambda w: w.run + ["--iterations", BIG], "--iterations must be at most 1000000000"),
+    ("val-every of 2**70", lambda w: w.run + ["--val-every", BIG], "--val-every must be at most 1000000000"),
+    ("eval tasks of 2**70", lambda w: w.run + ["--eval-tasks", BIG], "--eval-tasks must be at most 20000"),
+    ("inner steps of 2**70", lambda w: w.run + ["--test-inner-steps", BIG], "must be at most 1000"),
+    ("evaluate --shots 0", lambda w: ["evaluate", w.trained, "--shots", "0"], "0 is not in the range x>=1"),
+    ("evaluate --eval-tasks of 2**70", lambda w: ["evaluate", w.trained, "--eval-tasks", BIG],
+     "is not in the range 1<=x<=20000"),
+    # an option that the command would ignore, refused before the model is loaded (the folder has none)
+    ("evaluate lake20 with --shots", lambda w: ["evaluate", w.folder(), "--benchmark", "lake20", "--shots", "5"],
+     "--shots does not apply to lake20 (20 fixed one-shot runs); drop it"),
+    ("cuda without a GPU", lambda w: w.run + ["--device", "cuda", "--out", w.tmp / "cuda-run"], "no usable CUDA GPU"),
+    # outputs, checked before any work: these runs have no checkpoint, so a later check would name that instead
+    ("out is a file", lambda w: w.run + ["--out", w.file()], "is a file"),
+    ("out not writable", lambda w: w.run + ["--out", "/proc/omnimeta-run"], "is not writable"),
+    ("predict -o in a missing folder", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.tmp / "nowhere" / "o.csv"],
+     f"the folder {{tmp}}/nowhere does not exist; create it or choose another path"),
+    ("predict -o is a folder", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.folder("out")],
+     "-o {tmp}/out is a folder; give a file path"),
+    ("predict -o exists", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.file("o.csv")],
+     "-o {tmp}/o.csv exists; choose another path, or add --force to replace it"),
+    ("predict -o not writable", lambda w: ["predict", w.folder(), SAMPLE, "-o", "/proc/omnimeta.csv"],
+     "-o /proc/omnimeta.csv: cannot write in /proc"),
+    ("predict -o under a file", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.file() / "o.csv"],
+     "a-file is not a folder"),
+    ("compare --out is a file", lambda w: ["compare", "--runs", w.folder(), "--out", w.file()],
+     "--out {tmp}/a-file is a file; give a folder path"),
+    ("compare --out holds compare.csv", lambda w: ["compare", "--runs", w.folder(), "--out",
+                                                   w.file("compare.csv").parent],
+     "--out {tmp}/compare.csv exists; choose another path, or add --force"),
+    ("compare --out where curves.png is a folder",
+     lambda w: ["compare", "--runs", w.folder(), "--out", w.folder("curves.png").parent, "--force"],
+     "--out {tmp}/curves.png is a folder"),
+    ("compare --out not writable", lambda w: ["compare", "--runs", w.folder(), "--out", "/proc/omnimeta-compare"],
+     "--out /proc/omnimeta-compare: cannot write in /proc"),
+    # run folders
+    ("resume without state", lambda w: ["run", "--resume", w.folder(), "--data-root", w.data_root], "no saved state"),
+    ("evaluate without checkpoint", lambda w: ["evaluate", w.folder(), "--data-root", w.data_root],
+     "no checkpoint at"),
+    ("predict without checkpoint", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.tmp / "o.csv"],
+     "no checkpoint at"),
+    ("compare a run without metrics.jsonl", lambda w: ["compare", "--runs", w.run_copy(_remove("metrics.jsonl")),
+                                                       "--out", w.tmp / "cmp"],
+     "run-copy has no metrics.jsonl, which its curves come from; finish the run with `omnimeta run --resume"),
+    ("compare a run with a torn metrics line",
+     lambda w: ["compare", "--runs", w.run_copy(_append("metrics.jsonl", '{"iteration": 3, "loss": 0.5, "val_ac')),
+                "--out", w.tmp / "cmp"], "metrics.jsonl, line 3: not a metrics record"),
+    ("compare a run with a damaged result.json",
+     lambda w: ["compare", "--runs", w.run_copy(_edit("result.json", '{"test_accuracy": 0.')), "--out", w.tmp / "cmp"],
+     "result.json cannot be read"),
+    # checkpoints: a valid frame with missing or ill-typed contents
+    ("checkpoint without a config", lambda w: ["evaluate", w.saved("checkpoint.pt", _without("config"))],
+     "checkpoint.pt is not a checkpoint: config missing or of the wrong type"),
+    ("checkpoint with a config that is a list", lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", [5]))],
+     "holds an unusable config (a run config must be a JSON object (got list))"),
+    ("checkpoint with an ill-typed setting",
+     lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", {"ways": "five"}))],
+     "holds an unusable config (--ways must be a int (got 'five'))"),
+    ("checkpoint with a config that is not JSON",
+     lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", "{ways"))], "holds a config that is not JSON"),
+    ("checkpoint with a negative class count",
+     lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("num_train_classes", -3))],
+     "num_train_classes missing or of the wrong type"),
+    ("checkpoint whose weights do not fit", lambda w: ["evaluate", w.saved("checkpoint.pt", _unfitting)],
+     "does not fit a 5-way fomaml model"),
+    ("checkpoint holding pickled code", lambda w: ["evaluate", w.saved("checkpoint.pt", _evil)], NOT_LOADABLE),
+    # states: the same, and a trainer part that is missing or ill-typed
+    ("a checkpoint where a state is expected", lambda w: ["run", "--resume", w.checkpoint_as_state()],
+     "state.pt is a model checkpoint (like checkpoint.pt), not a resumable state"),
+    ("state without a config", lambda w: ["run", "--resume", w.saved("state.pt", _without("config"))],
+     "state.pt is not a resumable state (state.pt): config missing or of the wrong type"),
+    ("state with a config of the wrong type",
+     lambda w: ["run", "--resume", w.saved("state.pt", _setting("config", 5))],
+     "holds an unusable config (a run config must be a JSON object (got int))"),
+    ("state without the trainer's best", lambda w: ["run", "--resume", w.saved("state.pt", _without("best",
+                                                                                                    part="trainer"))],
+     "state.pt holds an incomplete or damaged state (trainer.best is missing)"),
+    ("state with a text iteration",
+     lambda w: ["run", "--resume", w.saved("state.pt", _setting("iteration", "2", part="trainer"))],
+     "(trainer.iteration is str)"),
+    ("state beyond its iterations",
+     lambda w: ["run", "--resume", w.saved("state.pt", _setting("iteration", 99, part="trainer"))],
+     "(iteration 99 is outside 0 .. 2)"),
+    ("state with a data root that is no path",
+     lambda w: ["run", "--resume", w.saved("state.pt", _setting("data_root", 5, part="trainer"))],
+     "(trainer.data_root is int, not a path)"),
+    ("state without random generators",
+     lambda w: ["run", "--resume", w.saved("state.pt", _without("rng", part="trainer"))], "(trainer.rng is missing)"),
+    ("state whose weights do not fit",
+     lambda w: ["run", "--resume", w.saved("state.pt", _unfitting), "--data-root", w.data_root],
+     "holds a state that does not fit its 5-way fomaml model"),
+    ("state holding pickled code", lambda w: ["run", "--resume", w.saved("state.pt", _evil)], NOT_LOADABLE),
+    # HW15 folders (every image failure is in FILE_CASES, through the library)
+    ("predict on a wrong layout",
+     lambda w: ["predict", w.trained, w.sample_with(lambda f: shutil.rmtree(f / "query" / "0005")), "-o",
+                w.tmp / "o.csv", "--data-root", w.data_root], "only one of support/ and query/"),
+    ("predict on a non-test folder", lambda w: ["predict", w.trained, w.tmp, "-o", w.tmp / "o.csv"],
+     "is not an HW15 test folder"),
+    ("predict on a decompression bomb",
+     lambda w: ["predict", w.trained, w.sample_with(_hostile_image), "-o", w.tmp / "o.csv", "--data-root",
+                w.data_root], "0003/image_2.png is too large to decode"),
+]
+
+
+@pytest.mark.parametrize("name, build, message", CLI_CASES, ids=[case[0] for case in CLI_CASES])
+def test_bad_input_gives_one_line_exit_2_and_changes_nothing(name, build, message, tmp_path, data_root, trained):
     if name == "cuda without a GPU" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    (_, args, message), = [c for c in cases(tmp_path, data_root, trained) if c[0] == name]
+    args = build(Where(tmp_path, data_root, trained))
     before, trained_before = snapshot(tmp_path), snapshot(trained)
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("Error: ") and message in lines[0]
-    assert "Traceback" not in result.output
+    assert lines[0].startswith("Error: ") and message.format(tmp=tmp_path) in lines[0], lines[0]
+    assert "Traceback" not in result.output and "weights_only" not in result.output
     assert snapshot(tmp_path) == before and snapshot(trained) == trained_before
 
 
-def test_corrupt_checkpoint_is_one_line_and_runs_no_pickle(tmp_path, data_root):
+def test_corrupt_checkpoint_is_one_line_and_runs_no_pickle(tmp_path, data_root, recwarn):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"\x80\x04garbage that is not a checkpoint")
     result = invoke("evaluate", run, "--data-root", data_root)
-    assert result.exit_code == 2 and "is not a readable omnimeta checkpoint" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.exit_code == 2 and "is not a readable omnimeta checkpoint (its pickled data cannot be read: " \
+                                     "Unsupported operand" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "weights_only" not in result.stderr
+    assert [str(w.message) for w in recwarn] == []  # PyTorch's warning about the file would be more lines
 
 
-def test_a_checkpoint_holding_pickled_code_is_refused(tmp_path):
+def test_a_checkpoint_holding_pickled_code_is_refused(tmp_path, capsys):
     from l2l_omniglot.checkpoint import load_checkpoint
 
     class Payload:
@@ -159,8 +341,13 @@ def test_a_checkpoint_holding_pickled_code_is_refused(tmp_path):
             return (print, ("pickle code ran",))
 
     torch.save({"format": "omnimeta-checkpoint-v1", "config": "{}", "solver": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(ConfigError, match="not a readable omnimeta checkpoint"):
+    with pytest.raises(ConfigError, match="not a readable omnimeta checkpoint") as caught:
         load_checkpoint(tmp_path / "evil.pt")
+    message = str(caught.value)
+    assert "(print)" in message and len(message.splitlines()) == 1
+    # PyTorch's own words would say how to load it anyway, running the code: never passed on
+    assert "weights_only" not in message and "can still be loaded" not in message and "\x1b" not in message
+    assert "pickle code ran" not in capsys.readouterr().out
 
 
 def test_a_checkpoint_from_another_solver_or_ways_is_one_line(trained, tmp_path, data_root):
@@ -177,6 +364,107 @@ def test_a_checkpoint_from_another_solver_or_ways_is_one_line(trained, tmp_path,
         assert result.exit_code == 2, result.output
         assert "does not fit a 20-way" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert json.loads((trained / "result.json").read_text())["iterations"] == 2
+
+
+# -- Stops, second writers and resumed run folders ---------------------------------------------------------------
+# (SIGTERM and a second process on a real `omnimeta run` are in tests/test_resume.py)
+
+SAME = ("test_accuracy", "test_ci95", "val_accuracy", "iterations", "best_iteration", "test_tasks")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_during_the_final_test_says_how_to_finish_and_the_resume_ends_as_the_whole_run(
+        signum, trained, tmp_path, data_root, monkeypatch):
+    from l2l_omniglot import cli
+
+    out = tmp_path / "run"
+    real = cli.ProgressBars.on_eval_progress
+
+    def stop_once(self, done):
+        monkeypatch.setattr(cli.ProgressBars, "on_eval_progress", real)
+        os.kill(os.getpid(), signum)  # what Ctrl-C or `kill` does, while the first test tasks are scored
+        real(self, done)
+
+    monkeypatch.setattr(cli.ProgressBars, "on_eval_progress", stop_once)
+    handler = signal.getsignal(signal.SIGTERM)
+    result = invoke("run", "--data-root", data_root, "--out", out, *TINY)
+    assert result.exit_code == 128 + signum, result.output
+    name = signal.Signals(signum).name
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted by {name} during the final test; training is complete and saved. "
+        f"Finish with: omnimeta run --resume {out}")
+    assert "Traceback" not in result.output and not (out / "result.json").exists()
+    assert signal.getsignal(signal.SIGTERM) == handler  # the CLI's handlers are undone
+    resumed = invoke("run", "--resume", out, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    expected = json.loads((trained / "result.json").read_text())
+    assert {k: json.loads(resumed.stdout)[k] for k in SAME} == {k: expected[k] for k in SAME}
+
+
+def test_sigterm_before_training_is_aborted_with_status_143(tmp_path, monkeypatch):
+    from l2l_omniglot import cli
+
+    def terminated_while_loading(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at once
+
+    monkeypatch.setattr(cli, "load_omniglot", terminated_while_loading)
+    result = invoke("data", "info", "--data-root", tmp_path)
+    assert result.exit_code == 143 and result.stderr.strip() == "Aborted."
+
+
+def test_resume_says_what_its_run_folder_lost_or_changed_and_keeps_the_state_s_settings(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    first, second = (run / "metrics.jsonl").read_text().splitlines()
+    # iteration 1 lost, iteration 2 written twice (by two writers, once possible), a line torn by a kill
+    (run / "metrics.jsonl").write_text(f"{second}\n{second}\n{{\"iteration\": 3, \"lo")
+    edited = json.loads((run / "config.json").read_text())
+    meta_lr = edited["meta_lr"]
+    edited.update(iterations=50, meta_lr=0.5)
+    (run / "config.json").write_text(json.dumps(edited))
+    result = invoke("run", "--resume", run, "--json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [
+        f"Warning: {run}/metrics.jsonl lacks 1 of the 2 iterations trained so far (1; lost or torn lines); they "
+        f"cannot be rebuilt without training again, so its curves have a gap there. For complete metrics, start "
+        f"the run again with `omnimeta run --out {run} --force`",
+        f"Warning: {run}/config.json differs from the state this run resumes (iterations: 50 in config.json, 2 in "
+        f"state.pt; meta_lr: 0.5 in config.json, {meta_lr} in state.pt); --resume continues with the settings saved in "
+        f"state.pt: config.json is a record of the run, not an input. To train with other settings, start a new "
+        f"run with --out"]
+    assert (run / "metrics.jsonl").read_text() == second + "\n"  # each iteration once, the torn line dropped
+    assert json.loads(result.stdout)["iterations"] == 2
+    assert json.loads((run / "config.json").read_text()) == edited  # the user's file is theirs: kept
+
+
+def test_resume_writes_a_missing_config_json_again(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "config.json").unlink()
+    result = invoke("run", "--resume", run)
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {run}/config.json was missing; written again from the config in state.pt" in result.stderr
+    assert json.loads((run / "config.json").read_text()) == json.loads((trained / "config.json").read_text())
+
+
+def test_one_writer_per_run_folder_and_no_stale_lock(tmp_path):
+    from l2l_omniglot.training import LOCK_FILE, RunFolderLock, check_out_dir
+
+    RunFolderLock.check(tmp_path)
+    assert not (tmp_path / LOCK_FILE).exists()  # checking takes and makes nothing
+    (tmp_path / LOCK_FILE).write_text("process 999999 (omnimeta run on a machine long gone)")  # a killed run's
+    held = RunFolderLock(tmp_path).acquire()  # no process holds its flock: taken over
+    refusal = f"{tmp_path} is in use by process {os.getpid()} (omnimeta run on {socket.gethostname()})"
+    for attempt in (lambda: RunFolderLock(tmp_path).acquire(), lambda: RunFolderLock.check(tmp_path),
+                    lambda: check_out_dir(tmp_path, force=True)):
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        assert str(caught.value).startswith(refusal)
+    held.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+    RunFolderLock(tmp_path).acquire().release()
 
 
 # -- Bad files, through the library: one DataError (or WriteError) line naming the file and the fix --------------
@@ -303,6 +591,34 @@ def _disk_full(where, existing=True):
     return build
 
 
+def _append_fails(request):
+    """A log line that the disk has no room for: the earlier lines are kept, and the message says so."""
+    log = request.getfixturevalue("tmp_path") / "metrics.jsonl"
+    log.write_text('{"iteration": 1}\n')
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return Full(handle) if os.fspath(file) == str(log) and "a" in mode else handle
+
+    request.getfixturevalue("monkeypatch").setattr(builtins, "open", full_open)
+    from l2l_omniglot.atomic import append_text
+    return lambda: append_text(log, '{"iteration": 2}\n')
+
+
 def _damaged_cache(tamper):
     """``load_omniglot`` after ``tamper(arrays)`` rewrote the background set's decode cache (None: garbage bytes)."""
     def build(request):
@@ -376,6 +692,8 @@ FILE_CASES = [
      "submission.csv (No space left on device); the previous submission.csv is kept"),
     ("disk full on a new file", _disk_full("write", existing=False),
      "submission.csv (No space left on device); no submission.csv was written"),
+    ("disk full while appending to a log", _append_fails,
+     "could not append to {tmp}/metrics.jsonl (No space left on device); its earlier lines are kept; free space"),
     # (c) a decode cache whose arrays disagree: decoded again, never trusted
     ("cache that is not a zip", _damaged_cache(None), REBUILT),
     ("cache with fewer labels than images", _damaged_cache(lambda a: dict(a, labels=a["labels"][:-1])), REBUILT),
@@ -410,6 +728,6 @@ def test_a_bad_file_is_one_line_and_loses_nothing(name, build, expected, request
         with pytest.raises(OmnimetaError) as caught:
             call()
         message = str(caught.value)
-        assert len(message.splitlines()) == 1 and expected in message, message
+        assert len(message.splitlines()) == 1 and expected.format(tmp=tmp_path) in message, message
         assert snapshot(tmp_path) == before
     assert [str(w.message) for w in recwarn] == []  # nothing else reaches the user's terminal

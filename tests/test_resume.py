@@ -1,8 +1,9 @@
-"""Kill a real `omnimeta run` with SIGKILL at a random moment, resume it, and get the same numbers."""
+"""Stop a real `omnimeta run` (SIGKILL at a random moment, Ctrl-C, SIGTERM), resume it, get the same numbers; one writer per run folder."""
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,3 +94,85 @@ def test_resume_on_a_folder_without_state_is_one_line_and_exit_2(data_root, tmp_
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2
     assert stderr.strip().count("\n") == 0 and "no saved state" in stderr
+
+
+def wait_for_lines(out, process, count: int) -> None:
+    """Until the run has logged ``count`` iterations (it must still be running)."""
+    deadline = time.monotonic() + 600  # generous: the start-up alone takes minutes on a loaded machine
+    while not (out / "metrics.jsonl").exists() or len(whole_lines(out)) < count:
+        assert process.poll() is None, "the run ended before it was signalled"
+        assert time.monotonic() < deadline, f"no {count} iterations logged within 600 s"
+        time.sleep(0.05)
+
+
+def whole_lines(run_dir):
+    """The complete lines of metrics.jsonl (a line being written has no newline yet)."""
+    text = (run_dir / "metrics.jsonl").read_text()
+    return text.splitlines()[:text.count("\n")]
+
+
+def test_sigterm_saves_the_state_and_the_resume_needs_no_data_root_and_ends_as_the_whole_run(
+        uninterrupted, data_root, tmp_path):
+    """SIGTERM (timeout, Docker, Slurm) is Ctrl-C: state saved, the resume hint, status 143. The run was started
+    with a relative --data-root and no $OMNIMETA_DATA; --resume from another folder finds the data on its own."""
+    whole, _ = uninterrupted
+    out = tmp_path / "run"
+    nowhere = dict(OMNIMETA_DATA=str(tmp_path / "no-data-here"))
+    started = tmp_path / "elsewhere"
+    started.mkdir()
+    relative = os.path.relpath(data_root, started)
+    process = subprocess.Popen([sys.executable, "-m", "l2l_omniglot", "run", *BUDGET, "--out", str(out),
+                                "--data-root", relative], cwd=started, env=dict(os.environ, **nowhere,
+                                                                                  PYTHONPATH=str(REPO)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_lines(out, process, 3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    iteration = torch_state_iteration(out)
+    assert stderr.strip().splitlines()[-1] == (f"interrupted by SIGTERM at iteration {iteration}; the state is saved. "
+                                               f"Continue with: omnimeta run --resume {out}")
+    assert [json.loads(line)["iteration"] for line in whole_lines(out)] == list(range(1, iteration + 1))
+    resumed = subprocess.Popen([sys.executable, "-m", "l2l_omniglot", "run", "--resume", str(out), "--json"],
+                               cwd=REPO, env=dict(os.environ, **nowhere), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr
+    assert "Warning" not in stderr  # metrics.jsonl and config.json match the state: nothing to say
+    expected = json.loads((whole / "result.json").read_text())
+    assert {k: json.loads(stdout)[k] for k in SAME} == {k: expected[k] for k in SAME}
+    assert losses(out) == losses(whole)
+
+
+def torch_state_iteration(run_dir) -> int:
+    import torch
+
+    return torch.load(run_dir / "state.pt", weights_only=True)["trainer"]["iteration"]
+
+
+def test_a_second_writer_is_refused_at_once_naming_the_first_and_the_metrics_stay_single(data_root, tmp_path):
+    """Two processes on one run folder: the second (--resume, or --out --force) exits 2 while the first still works,
+    naming it; the first goes on untouched, and metrics.jsonl holds every iteration once."""
+    out = tmp_path / "run"
+    long_budget = [*BUDGET[:BUDGET.index("--iterations")], "--iterations", "100000",
+                   *BUDGET[BUDGET.index("--iterations") + 2:], "--checkpoint-every", "1"]
+    first = omnimeta("run", *long_budget, "--out", out, data_root=data_root)
+    wait_for_lines(out, first, 2)
+    seconds = [omnimeta("run", "--resume", out, data_root=data_root),
+               omnimeta("run", "--out", out, "--force", "--iterations", "2", "--eval-tasks", "3", data_root=data_root)]
+    for second in seconds:
+        _, stderr = second.communicate(timeout=300)
+        assert second.returncode == 2, stderr
+        (line,) = stderr.strip().splitlines()
+        assert line == (f"Error: {out} is in use by process {first.pid} (omnimeta run on {socket.gethostname()}); "
+                        f"wait for that run to end or stop it, then retry")
+    assert first.poll() is None, "the refusal came only after the first run ended"
+    logged = len(whole_lines(out))
+    wait_for_lines(out, first, logged + 2)  # the first run goes on, its files untouched by the refused ones
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 143, stderr
+    iterations = [json.loads(line)["iteration"] for line in whole_lines(out)]
+    assert iterations == list(range(1, len(iterations) + 1)) and len(iterations) >= logged + 2
+    assert not (out / ".omnimeta.lock").exists()  # a run that ends removes its lock file

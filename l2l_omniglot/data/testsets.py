@@ -12,10 +12,15 @@ model sees the same numbers whatever the source, size or mode of a file.
   one-shot problem, ``runNN/training/classNN.png`` (one drawing per class),
   ``runNN/test/itemNN.png`` and ``runNN/class_labels.txt`` giving the right
   class of each item.
+
+:func:`lake_run_characters` says which Omniglot characters Lake's runs draw,
+by matching their pixels against the decoded sets (the leak checks of
+:mod:`l2l_omniglot.leaks` use it).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import zipfile
@@ -271,3 +276,58 @@ def read_lake_runs(archive: Path, size: int = DEFAULT_IMAGE_SIZE) -> LakeRuns:
                       to_float(torch.from_numpy(np.stack(query))), labels.clone(),
                       torch.full((len(run_names), ways), UNKNOWN, dtype=torch.long))
     return LakeRuns(tasks, run_names)
+
+
+#: ``lake_run_characters`` per process: (archive, its size and time, the Omniglot sources and size) -> ids.
+_RUN_CHARACTERS: dict = {}
+
+
+def _digest(pixels: np.ndarray) -> bytes:
+    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).digest()
+
+
+def lake_run_characters(omniglot, archive: Path) -> frozenset:
+    """The global ids of the Omniglot characters that Lake's runs draw, found by their pixels, not their names.
+
+    Every drawing of ``all_runs.zip`` (the 400 one-shot examples and the 400
+    test items of the 20 runs) is decoded through the same path as the
+    training images (:func:`read_lake_runs`, at ``omniglot``'s image size) and
+    matched, by a digest of its ``uint8`` pixels, against every decoded image
+    of ``omniglot`` (both sets). With the shipped data all 800 drawings match
+    one evaluation-set image each, and they draw 200 characters. A drawing
+    whose pixels several characters share (possible at a very small image
+    size) counts all of them, so a check built on this errs on the safe side.
+
+    Raises DataError when a drawing matches no image of ``omniglot``: the data
+    root then lacks part of the evaluation set (or was decoded by another
+    Pillow), and no check could say which characters a model saw. The answer
+    is cached per process.
+    """
+    archive = Path(archive)
+    stat = archive.stat() if archive.is_file() else None
+    images, labels = omniglot.all_images()
+    size = int(images.shape[-1])
+    key = (str(archive.resolve()), stat and (stat.st_size, stat.st_mtime_ns), size,
+           tuple((str(s.source), s.cache_path and str(s.cache_path), tuple(s.images.shape)) for s in omniglot.sets))
+    if key in _RUN_CHARACTERS:
+        return _RUN_CHARACTERS[key]
+    runs = read_lake_runs(archive, size)
+    drawings = torch.cat([runs.tasks.support_x, runs.tasks.query_x], dim=1).flatten(0, 2)
+    drawings = drawings.mul(255.0).round().to(torch.uint8).numpy()  # to_float's inverse: the decoded uint8 pixels
+    characters_of = {}
+    for pixels, character in zip(images.numpy(), labels.tolist()):
+        characters_of.setdefault(_digest(pixels), set()).add(character)
+    found, unmatched = set(), 0
+    for pixels in drawings:
+        matches = characters_of.get(_digest(pixels))
+        if matches is None:
+            unmatched += 1
+        else:
+            found |= matches
+    if unmatched:
+        raise DataError(f"{unmatched} of the {len(drawings)} drawings in {archive} match no image of the Omniglot "
+                        f"at {omniglot.root}, so no check can tell which characters Lake's runs use; point "
+                        f"--data-root at the full Omniglot (images_evaluation included), or clear the decode "
+                        f"cache if another Pillow decoded it")
+    _RUN_CHARACTERS[key] = frozenset(found)
+    return _RUN_CHARACTERS[key]

@@ -12,7 +12,9 @@ Semantics are those of the learn2learn engine, to 1e-5 (the tests check the
 meta-gradient and the adapted query logits):
 
 * Batch norm uses each task's own batch statistics (support set while
-  adapting, query set while predicting): ``vmap`` normalises per task.
+  adapting, query set while predicting): ``vmap`` normalises per task. With
+  ``transductive=False`` each query is predicted in a batch with its task's
+  support set alone (:meth:`BatchedEngine.adapted_query_logits`).
 * ``first_order`` detaches the inner gradients; otherwise the meta-gradient
   differentiates through them (second order).
 
@@ -123,6 +125,11 @@ class PerTaskBatchNorm2d(BatchStatNorm2d):
         return _PerTaskBatchNormFunction.apply(x, self.weight, self.bias, self.tasks, self.eps)
 
 
+def _joined(parts: list) -> torch.Tensor:
+    """Per-batch outputs ``[tasks, n_i, ...]`` side by side (the one part itself when there is one)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 def with_batch_norm(model: nn.Module, replacement: type) -> nn.Module:
     """A copy of ``model`` whose batch-statistics batch norms are ``replacement(norm)`` (same parameter names)."""
     twin = copy.deepcopy(model)
@@ -181,8 +188,22 @@ class BatchedEngine:
         in_dims = {name: 0 if name in gradients else in_dims[name] for name in fast}
         return fast, in_dims
 
-    def _query_logits(self, tasks: TaskBatch, steps: int, first_order: bool) -> torch.Tensor:
+    @staticmethod
+    def _query_batches(tasks: TaskBatch, transductive: bool) -> list:
+        """The batches the queries are predicted in, and the rows of each batch's output that are query logits.
+
+        Transductive: one batch per task, its queries (``[tasks, Q, ...]``, every row). Otherwise one batch per
+        query position ``j``: each task's support set and its ``j``-th query (``[tasks, S + 1, ...]``, last row).
+        """
+        if transductive:
+            return [(tasks.query_x, slice(None))]
+        return [(torch.cat([tasks.support_x, tasks.query_x[:, j:j + 1]], dim=1), slice(-1, None))
+                for j in range(tasks.query_x.shape[1])]
+
+    def _query_logits(self, tasks: TaskBatch, steps: int, first_order: bool,
+                      transductive: bool = True) -> torch.Tensor:
         """``[tasks, ways * queries, ways]``, differentiable to the model's parameters."""
+        batches = self._query_batches(tasks, transductive)
         params = dict(self.model.named_parameters())
         fast, in_dims = params, {name: None for name in params}
         done = 0
@@ -201,7 +222,7 @@ class BatchedEngine:
             fast, in_dims = self._step(fast, in_dims, {"head." + name: g for name, g in head_gradients.items()})
             done = 1
             if steps == 1:
-                query_features = self._shared_features(features, tasks.query_x)
+                query_features = _joined([self._shared_features(features, x)[:, rows] for x, rows in batches])
                 fast_head = {name: fast["head." + name] for name in head}
                 return vmap(lambda h, f: functional_call(self.model.head, h, (f,)))(fast_head, query_features)
         module = self.model if first_order else self._second_order_model
@@ -211,7 +232,8 @@ class BatchedEngine:
             at = {name: p.detach() for name, p in fast.items()} if first_order else fast
             gradients = vmap(inner_gradient, in_dims=(in_dims, 0, 0))(at, tasks.support_x, tasks.support_y)
             fast, in_dims = self._step(fast, in_dims, gradients)
-        return vmap(lambda p, x: functional_call(self.model, p, (x,)), in_dims=(in_dims, 0))(fast, tasks.query_x)
+        adapted = vmap(lambda p, x: functional_call(self.model, p, (x,)), in_dims=(in_dims, 0))
+        return _joined([adapted(fast, x)[:, rows] for x, rows in batches])
 
     # -- the Engine interface --------------------------------------------------------------------------
     def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
@@ -221,6 +243,13 @@ class BatchedEngine:
         loss.backward()
         return StepStats(loss.item(), accuracy(logits, labels))
 
-    def adapted_query_logits(self, tasks: TaskBatch, steps: int) -> torch.Tensor:
+    def adapted_query_logits(self, tasks: TaskBatch, steps: int, transductive: bool = True) -> torch.Tensor:
+        """The adapted query logits; ``transductive=False`` passes each query with the support set alone.
+
+        The same as :meth:`LearnToLearnEngine.adapted_query_logits
+        <l2l_omniglot.engines.learn2learn.LearnToLearnEngine.adapted_query_logits>`: with
+        ``transductive=False`` batch norm normalises each query with the
+        statistics of its task's support set and itself, never of other queries.
+        """
         with torch.no_grad():  # torch.func.grad still differentiates inside; nothing outside is recorded
-            return self._query_logits(tasks, steps, first_order=True)
+            return self._query_logits(tasks, steps, first_order=True, transductive=transductive)

@@ -36,11 +36,25 @@ class LearnToLearnEngine:
             total_accuracy += accuracy(logits, tasks.query_y[t])
         return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
 
-    def adapted_query_logits(self, tasks: TaskBatch, steps: int) -> torch.Tensor:
+    def adapted_query_logits(self, tasks: TaskBatch, steps: int, transductive: bool = True) -> torch.Tensor:
+        """The adapted query logits; ``transductive=False`` passes each query with the support set alone.
+
+        Transductive (the MAML convention): the task's queries are one batch, so
+        batch norm normalises each with statistics of all of them. Otherwise
+        each query is one batch with the task's support set (``support + 1``
+        images) and only its own row of logits is kept, so no query's
+        prediction depends on another query (Nichol et al. 2018, Reptile,
+        section on transduction). The adapted weights are the same either way.
+        """
         logits = []
         for t in range(len(tasks)):
             # First order: nothing is back-propagated from here, so no graph is kept.
             learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, True)
             with torch.no_grad():
-                logits.append(learner(tasks.query_x[t]))
+                if transductive:
+                    logits.append(learner(tasks.query_x[t]))
+                else:
+                    support = tasks.support_x[t]
+                    logits.append(torch.stack([learner(torch.cat([support, query[None]]))[-1]
+                                               for query in tasks.query_x[t]]))
         return torch.stack(logits)

@@ -75,7 +75,7 @@ from l2l_omniglot.solvers.options import SolverOptions, option
 
 @dataclass(frozen=True)
 class ANILOptions(SolverOptions):
-    inner_lr: float = option(0.4, "Inner-loop learning rate of the head.", flag="--inner-lr", minimum=0.0)
+    inner_lr: float = option(0.1, "Inner-loop learning rate of the head.", flag="--inner-lr", minimum=0.0)
     train_inner_steps: int = option(5, "Head adaptation steps while meta-training.", flag="--train-inner-steps",
                                     minimum=0, maximum=100)
     test_inner_steps: int = option(20, "Head adaptation steps at validation and test.", flag="--test-inner-steps",

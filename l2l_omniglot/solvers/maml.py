@@ -15,12 +15,20 @@ drops those second derivatives, which is cheaper and nearly as good.
 At test time every task adapts its own clone for ``test_inner_steps`` steps;
 the meta-learned initialisation is never changed.
 
+Batch norm always uses batch statistics (there are no running ones). So by
+default a task's queries are classified together, each normalised with the
+statistics of all of them (transductive, the MAML convention).
+``transductive=false`` classifies each query in a batch with the support
+set alone at validation and test (Nichol, Achiam and Schulman 2018, Reptile,
+on transduction), which is what a solver with running statistics (transfer)
+is compared against; meta-training is the same either way.
+
 How the tasks are adapted is the ``engine`` (:mod:`l2l_omniglot.engines`):
 ``l2l``, learn2learn's wrapper one task at a time (the default), or
 ``batched``, all tasks at once with ``torch.func``; the two agree to 1e-5.
 
 Options (``omnimeta solvers`` lists them): ``inner_lr``, ``train_inner_steps``,
-``test_inner_steps``, ``zero_head`` and ``engine``.
+``test_inner_steps``, ``zero_head``, ``engine`` and ``transductive``.
 
 Paper: Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
 Adaptation of Deep Networks", ICML 2017.
@@ -58,6 +66,9 @@ class MAMLOptions(SolverOptions):
                                    "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
     engine: str = option("l2l", "How tasks adapt: one at a time with learn2learn (l2l), or all at once with "
                                 "torch.func (batched).", flag="--engine", choices=tuple(ENGINES))
+    transductive: bool = option(True, "At validation and test, normalise a task's queries together with their own "
+                                      "batch statistics (the MAML convention); false: classify each query in one "
+                                      "batch with the support set alone (Nichol et al. 2018).")
 
 
 class MAMLSolver(BaseSolver):
@@ -83,6 +94,10 @@ class MAMLSolver(BaseSolver):
         self.optimizer = build_optimizer(meta_parameters, config)
         self.engine = ENGINES[options.engine](self.model, options.inner_lr, self.first_order)
 
+    @classmethod
+    def label(cls, options: dict) -> str:
+        return cls.name if options.get("transductive", True) else f"{cls.name} (non-transductive)"
+
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
         self.optimizer.zero_grad(set_to_none=True)
         stats = self.accumulate_meta_gradient(tasks)
@@ -99,5 +114,6 @@ class MAMLSolver(BaseSolver):
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         check_ways(self.config.ways, tasks.ways)
-        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps)
+        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
+                                                  transductive=self.options.transductive)
         return logits.argmax(dim=-1).cpu()

@@ -145,6 +145,7 @@ class ProtoNetSolver(BaseSolver):
         """Add the gradient of the mean query loss over the episodes ``tasks`` to the embedding's ``.grad``."""
         tasks = tasks.to(self.device)
         self.model.train()
+        counts_before = [count.clone() for count in self._batch_counts()]
         total_loss = total_accuracy = 0.0
         for t in range(len(tasks)):
             logits = self.episode_logits(tasks.support_x[t], tasks.support_y[t], tasks.query_x[t], tasks.ways)
@@ -153,24 +154,33 @@ class ProtoNetSolver(BaseSolver):
             total_loss += loss.item()
             total_accuracy += accuracy(logits, tasks.query_y[t])
         if self.running_stats:
-            self._average_running_statistics_over_ranks()
+            self._average_running_statistics_over_ranks(counts_before)
         return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
 
-    def _average_running_statistics_over_ranks(self) -> None:
-        """In a distributed run, every rank keeps the ranks' mean running statistics, so all score alike.
+    def _average_running_statistics_over_ranks(self, counts_before: list) -> None:
+        """In a distributed run, every rank keeps the ranks' mean running statistics, so that all score alike.
 
-        (They differ from one process's in the order of the moving-average updates only.)
+        (They differ from one process's in the order of the moving-average updates only.) The counts of
+        normalised batches add up, as in one process.
         """
         distributed = torch.distributed
         if not (distributed.is_available() and distributed.is_initialized()) or distributed.get_world_size() < 2:
             return
-        buffers = [b for name, b in self.model.named_buffers() if name.endswith(("running_mean", "running_var"))]
-        flat = torch.cat([b.flatten() for b in buffers]) / distributed.get_world_size()
+        statistics = [b for name, b in self.model.named_buffers() if name.endswith(("running_mean", "running_var"))]
+        flat = torch.cat([b.flatten() for b in statistics]) / distributed.get_world_size()
         distributed.all_reduce(flat)
         offset = 0
-        for buffer in buffers:
+        for buffer in statistics:
             buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
             offset += buffer.numel()
+        counts = self._batch_counts()
+        added = torch.stack([after - before for after, before in zip(counts, counts_before)])
+        distributed.all_reduce(added)
+        for count, before, more in zip(counts, counts_before, added):
+            count.copy_(before + more)
+
+    def _batch_counts(self) -> list:
+        return [b for name, b in self.model.named_buffers() if name.endswith("num_batches_tracked")]
 
     @torch.no_grad()
     def predict(self, tasks: TaskBatch) -> torch.Tensor:

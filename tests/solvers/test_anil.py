@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
+from l2l_omniglot.checkpoint import load_solver, save_checkpoint
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.evaluation import Score, per_task_accuracy
 from l2l_omniglot.solvers import make_solver, resolve_config
@@ -124,11 +124,10 @@ def test_anil_learns_above_chance(samplers, val_tasks, options):
 def test_checkpoint_round_trip(samplers, test_tasks, tmp_path, zero_head):
     solver = anil(seed=0, zero_head=zero_head)
     train(solver, samplers["train"], 2)
-    save_checkpoint(tmp_path / "checkpoint.pt", solver.config, solver.state_dict(), 0)
-    config, payload = load_checkpoint(tmp_path / "checkpoint.pt")
+    save_checkpoint(tmp_path / "checkpoint.pt", solver.config, solver.state_dict(), samplers["train"].dataset.num_classes)
+    torch.manual_seed(123)  # a different initialisation, fully overwritten by the load
+    config, restored, _ = load_solver(tmp_path / "checkpoint.pt")
     assert config == solver.config and config.options["zero_head"] == zero_head
-    restored = anil(seed=123, zero_head=zero_head)
-    restored.load_state_dict(payload["solver"])
     assert all(torch.equal(a, b) for a, b in zip(solver.model.state_dict().values(),
                                                  restored.model.state_dict().values()))
     assert torch.equal(solver.predict(test_tasks), restored.predict(test_tasks))
@@ -153,3 +152,13 @@ def test_a_20_way_task_for_a_5_way_model_is_a_clear_error(omniglot, lake_split):
     tasks = phase_samplers(omniglot, lake_split, 20, 1, 1, phases=("test",))["test"].sample(0, 0, 1)
     with pytest.raises(ConfigError, match="5-way head and cannot answer 20-way"):
         make_solver(small_config("anil"), 0).predict(tasks)
+
+
+def test_engines_agree_when_each_query_is_normalised_with_the_support_set_alone(meta_batch):
+    tasks = as_float64(meta_batch)
+    logits = {engine: anil(torch.float64, engine=engine).engine.adapted_query_logits(tasks, 2, transductive=False)
+              for engine in ("l2l", "batched")}
+    assert relative_error(logits["batched"], logits["l2l"]) < TOLERANCE
+    # Not the transductive logits: each query's features come from its own batch with the support set.
+    transductive = anil(torch.float64, engine="l2l").engine.adapted_query_logits(tasks, 2)
+    assert relative_error(logits["l2l"], transductive) > 1e-3

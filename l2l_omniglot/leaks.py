@@ -1,0 +1,75 @@
+"""Guards against scoring a model on characters it saw while training.
+
+A run's meta-train and validation characters follow from its config (the
+split) and the data (:func:`~l2l_omniglot.data.splits.make_split`); the
+characters of a test set are found from its images. The checks compare
+characters, never split names:
+
+* Lake's 20-way runs (``all_runs.zip``) draw 200 characters of the evaluation
+  set (:func:`~l2l_omniglot.data.testsets.lake_run_characters`). A model
+  trained with ``--split random`` saw 141 of them (122 in meta-train, 19 in
+  validation), with every drawing, so ``evaluate --benchmark lake20`` refuses
+  it (:func:`check_lake20_clean`).
+* An HW15 test folder is drawn from the evaluation alphabets, so ``predict``
+  warns when a model's training classes include evaluation-set characters
+  (:func:`predict_leak_report`).
+
+Example::
+
+    from l2l_omniglot.leaks import check_lake20_clean
+    check_lake20_clean(config, omniglot, omniglot.root / "all_runs.zip")   # ConfigError if it leaks
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.data.splits import make_split
+from l2l_omniglot.data.testsets import lake_run_characters
+from l2l_omniglot.errors import ConfigError
+
+
+def seen_characters(config: RunConfig, omniglot) -> frozenset:
+    """The global ids of the characters a run of ``config`` met while training: its meta-train and validation phases.
+
+    Validation counts: the best checkpoint was chosen on those characters. With
+    rotations as classes (``vinyals``, ``--augment rotate``) a character's
+    turns are the same character.
+    """
+    split = make_split(config.split, omniglot)
+    return frozenset(split.train) | frozenset(split.val)
+
+
+def check_lake20_clean(config: RunConfig, omniglot, archive: Path) -> None:
+    """ConfigError (one line) when a run of ``config`` saw any character of Lake's runs in ``archive``."""
+    runs = lake_run_characters(omniglot, archive)
+    seen = seen_characters(config, omniglot) & runs
+    if seen:
+        raise ConfigError(f"this model saw {len(seen)} of the {len(runs)} characters of Lake's runs while training "
+                          f"(meta-train or validation, split {config.split}); lake20 would overstate it: evaluate "
+                          f"a model trained with --split lake")
+
+
+def evaluation_overlap(config: RunConfig, omniglot) -> int:
+    """How many characters of the Omniglot evaluation set a run of ``config`` met while training."""
+    first_evaluation = len(omniglot.background.characters)
+    return sum(1 for character in seen_characters(config, omniglot) if character >= first_evaluation)
+
+
+def predict_leak_report(config: RunConfig, omniglot=None) -> dict:
+    """What ``predict`` adds to its report: the overlap with the evaluation set, and a warning when there is one.
+
+    HW15 test folders are drawn from the evaluation alphabets, so a model that
+    trained on evaluation-set characters may have seen the folder's
+    characters. ``omniglot`` defaults to the data at ``$OMNIMETA_DATA``.
+    """
+    omniglot = omniglot if omniglot is not None else load_omniglot()
+    overlap = evaluation_overlap(config, omniglot)
+    warning: Optional[str] = None
+    if overlap:
+        warning = (f"this model trained on {overlap} characters of the Omniglot evaluation set (meta-train or "
+                   f"validation, split {config.split}), which HW15 test folders are drawn from; its accuracy here "
+                   f"may be overstated: use a model trained with --split lake")
+    return {"evaluation_characters_seen": overlap, "leak_warning": warning}

@@ -1,0 +1,99 @@
+"""The scripts behind docs/results.md's tables run (smoke runs on tiny run folders; their numbers mean nothing)."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from l2l_omniglot import resolve_config, train_and_evaluate
+from tests.conftest import REPO
+
+TINY = dict(iterations=2, meta_batch=1, queries=1, val_every=2, val_tasks=2, eval_tasks=4, device="cpu",
+            test_inner_steps=1)
+
+
+def bench(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def script(*args, **kwargs):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, omniglot):
+    """fomaml on the lake split with seeds 0 and 1; a lake-split and a vinyals-split 20-way one-shot run."""
+    root = tmp_path_factory.mktemp("bench")
+    for name, overrides in (("lake_s0", {}), ("lake_s1", {"seed": 1}), ("lake_w20", {"ways": 20}),
+                            ("vinyals_w20", {"ways": 20, "split": "vinyals"})):
+        train_and_evaluate(resolve_config("fomaml", **TINY, **overrides), omniglot, root / "runs" / name)
+    return root
+
+
+def test_test_steps_sweeps_on_validation_tasks_of_their_own(runs, data_root, omniglot, tmp_path):
+    out = tmp_path / "steps.json"
+    finished = script("bench/test_steps.py", runs / "runs" / "lake_s0", "--tasks", "3", "--steps", "0,2",
+                      "--transductive", "both", "--json", out, "--data-root", data_root)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(out.read_text())
+    assert report["tasks"]["phase"] == "val" and report["tasks"]["count"] == 3
+    assert [(r["test_inner_steps"], r["transductive"]) for r in report["rows"]] == \
+        [(0, True), (2, True), (0, False), (2, False)]
+    assert "| test steps | transductive | val acc ± 95% CI (3 validation tasks) | seconds |" in finished.stdout
+    assert "validation characters" in finished.stdout and "Best on validation" in finished.stdout
+    # the tuning tasks are validation characters' tasks, but neither the run's validation list nor test tasks
+    from l2l_omniglot.training import Benchmark
+
+    config = resolve_config("fomaml", **TINY)
+    tuning = bench("test_steps").tuning_tasks(config, omniglot, 3)
+    fixed = Benchmark.build(resolve_config("fomaml", **{**TINY, "val_tasks": 3, "eval_tasks": 3}), omniglot,
+                            phases=("val", "test"))
+    assert not torch.equal(tuning.support_x, fixed.val_tasks.support_x)
+    assert not torch.equal(tuning.support_x, fixed.test_tasks.support_x)
+
+
+def test_test_steps_refuses_a_bad_option_in_one_line(runs, data_root):
+    finished = script("bench/test_steps.py", runs / "runs" / "lake_s0", "--steps", "a,b", "--data-root", data_root)
+    assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and "--steps" in finished.stderr
+
+
+def test_results_table_groups_seeds_and_names_its_tasks(runs, data_root, tmp_path):
+    out = tmp_path / "tables.json"
+    finished = script("bench/results_table.py", runs / "runs", "--score-lake20", "--data-root", data_root,
+                      "--json", out)
+    assert finished.returncode == 0, finished.stderr
+    text = finished.stdout
+    assert text.index("**lake split.**") < text.index("**vinyals split.**") < text.index("**Lake's 20-way")
+    assert "2 fixed validation tasks" in text and "4 fixed test tasks" in text
+    tables = json.loads(out.read_text())
+    five_way = [row for row in tables["lake"] if row["ways"] == 5]
+    assert len(five_way) == 1 and five_way[0]["seeds"] == [0, 1]
+    results = [json.loads((runs / "runs" / name / "result.json").read_text())["test_accuracy"]
+               for name in ("lake_s0", "lake_s1")]
+    assert five_way[0]["test"]["mean"] == pytest.approx(sum(results) / 2)
+    assert five_way[0]["test"]["min"] == min(results) and five_way[0]["test"]["max"] == max(results)
+    assert "| fomaml | 5-way 1-shot | 2 |" in text
+    vinyals, = tables["vinyals"]
+    assert vinyals["paper"] == "89.4 ± 0.5 (Finn et al. 2017, Table 1 (first order))"
+    # lake20: the lake-split run is scored (and its lake20.json written); the vinyals run saw 78 of the characters
+    assert (runs / "runs" / "lake_w20" / "lake20.json").is_file()
+    assert not (runs / "runs" / "vinyals_w20" / "lake20.json").exists()
+    assert "vinyals_w20 left out of the lake20 table: this model saw 78 of the 200 characters" in finished.stderr
+    scored = [row for row in tables["lake20"] if "runs" in row]
+    assert len(scored) == 1 and scored[0]["split"] == "lake"
+    for reference in ("humans | - | - | 4.5%", "(BPL) | - | - | 3.3%", "Prototypical Networks | - | - | 13.7%",
+                      "Siamese convolutional network | - | - | 8.0%"):
+        assert reference in text
+    again = script("bench/results_table.py", runs / "runs")  # lake20.json is now read, not recomputed
+    assert again.returncode == 0 and "**Lake's 20-way" in again.stdout
+
+
+def test_results_table_without_runs_is_one_line(tmp_path):
+    finished = script("bench/results_table.py", tmp_path)
+    assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and "no run folders" in finished.stderr
