@@ -537,10 +537,10 @@ class Trainer:
     def run(self, callbacks: Optional[RunCallbacks] = None) -> dict:
         """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict."""
         callbacks = callbacks or RunCallbacks()
-        for message in self.warnings:
-            callbacks.on_warning(message)
-        callbacks.on_start(self)
         try:
+            for message in self.warnings:  # callbacks of a duck type may lack on_warning
+                getattr(callbacks, "on_warning", RunCallbacks().on_warning)(message)
+            callbacks.on_start(self)
             self._train(callbacks)
             return self._test(callbacks)
         finally:

@@ -36,7 +36,7 @@ def omnimeta(*args, data_root, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(process, timeout=300):
+def finish(process, timeout=900):  # generous: only a hang should fail here, not a busy machine
     stdout, stderr = process.communicate(timeout=timeout)
     assert process.returncode == 0, stderr
     return stdout

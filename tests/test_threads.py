@@ -1,8 +1,5 @@
 """The thread policy: how many threads, from where, and that tasks on threads come back in order, unchanged."""
-import json
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -10,7 +7,6 @@ import torch
 
 from l2l_omniglot import threads
 from l2l_omniglot.errors import ConfigError
-from tests.conftest import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -91,17 +87,6 @@ def test_wait_settings_go_into_the_environment_unless_the_user_chose():
     assert environ == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
 
 
-def test_the_package_prepares_the_environment_before_torch_loads():
-    """In a fresh interpreter, importing the package puts libgomp's spin into the environment before torch loads."""
-    environment = {k: v for k, v in os.environ.items() if k not in threads.WAIT_ENV}
-    code = ("import os\nimport l2l_omniglot.threads as t\n"
-            "print(os.environ.get('GOMP_SPINCOUNT'), t.describe()['omp_wait_in_effect'])")
-    finished = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True,
-                              text=True, timeout=120)
-    assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == [str(threads.SPIN_COUNT), "True"]
-
-
 def test_task_threads_return_results_in_task_order_from_several_threads():
     seen = set()
 
@@ -144,27 +129,3 @@ def test_task_threads_compute_the_same_numbers_as_one_thread():
     finally:
         pool.close()
     assert all(torch.equal(a, b) for a, b in zip(one, two))
-
-
-def run_with_threads(count: int, data_root, out) -> tuple:
-    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.THREADS_ENV)}
-    environment[threads.THREADS_ENV] = str(count)
-    finished = subprocess.run([sys.executable, "-m", "l2l_omniglot", "run", "--solver", "fomaml", "--iterations", "4",
-                               "--meta-batch", "4", "--val-every", "2", "--val-tasks", "4", "--eval-tasks", "6",
-                               "--seed", "3", "--device", "cpu", "--data-root", str(data_root), "--out", str(out),
-                               "--json"], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr
-    metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-               for line in (out / "metrics.jsonl").read_text().splitlines()]
-    result = json.loads((out / "result.json").read_text())
-    return metrics, result
-
-
-def test_a_run_gives_the_same_numbers_on_one_thread_and_on_two(data_root, tmp_path):
-    """The default FO-MAML run is bit for bit the same whatever the thread count, so the count may vary."""
-    one_metrics, one = run_with_threads(1, data_root, tmp_path / "one")
-    two_metrics, two = run_with_threads(2, data_root, tmp_path / "two")
-    assert one["threads"] == 1 and two["threads"] == 2
-    assert one_metrics == two_metrics
-    timing = {"threads", "train_seconds", "step_seconds", "iterations_per_second", "eval_seconds", "peak_rss_mb"}
-    assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in two.items() if k not in timing}

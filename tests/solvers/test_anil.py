@@ -103,9 +103,9 @@ def test_from_a_zero_head_one_step_of_anil_is_one_step_of_maml(meta_batch):
     # MAML's first step from a zero head moves only the head (the features' gradient is zero), so there
     # ANIL and MAML compute the same thing.
     tasks = as_float64(meta_batch)
-    anil_gradient, _ = meta_gradient(anil(torch.float64, engine="l2l", train_inner_steps=1), tasks)
+    anil_gradient, _ = meta_gradient(anil(torch.float64, engine="l2l", train_inner_steps=1, inner_lr=0.3), tasks)
     torch.manual_seed(7)
-    maml = make_solver(small_config("maml", engine="l2l", train_inner_steps=1), 0)
+    maml = make_solver(small_config("maml", engine="l2l", train_inner_steps=1, inner_lr=0.3), 0)
     maml.model.to(torch.float64)
     maml_gradient, _ = meta_gradient(maml, tasks)
     assert anil_gradient.keys() == maml_gradient.keys()
@@ -133,11 +133,21 @@ def test_checkpoint_round_trip(samplers, test_tasks, tmp_path, zero_head):
     assert torch.equal(solver.predict(test_tasks), restored.predict(test_tasks))
 
 
-def test_labels_tell_first_from_second_order():
-    assert resolve_config("anil", first_order=True).options["first_order"] is True
+def test_labels_name_the_modes():
     from l2l_omniglot.solvers import solver_label
+
+    assert resolve_config("anil", first_order=True).options["first_order"] is True
     assert solver_label(resolve_config("anil", first_order=True)) == "anil (first order)"
     assert solver_label(resolve_config("anil", first_order=False)) == "anil"
+    assert solver_label(resolve_config("anil", first_order=True, transductive=False)) == \
+        "anil (first order, non-transductive)"
+
+
+def test_non_transductive_prediction_uses_the_engines_per_query_batches(test_tasks):
+    solver = anil(transductive=False)
+    expected = solver.engine.adapted_query_logits(test_tasks, solver.options.test_inner_steps,
+                                                  transductive=False).argmax(dim=-1)
+    assert torch.equal(solver.predict(test_tasks), expected)
 
 
 def test_a_zero_head_without_inner_steps_is_refused():
