@@ -2,7 +2,8 @@
 """Speed beside busy programs: the FO-MAML meta-train step and test-time adaptation, old and new thread policy.
 
     python bench/busy.py [--busy 0,1,2] [--repeats 2] [--iterations 60] [--eval-tasks 20]
-                         [--old-rev REV | --old-root DIR] [--new-root DIR] [--nice N] [--json OUT] [--quick]
+                         [--old-rev REV | --old-root DIR] [--new-root DIR] [--variant NAME=TREE:VAR=VALUE,...]
+                         [--run-args ARGS] [--nice N] [--json OUT] [--quick]
 
 For each repeat, for 0, 1 and 2 busy processes, and for each policy in turn
 (the order rotating every repeat), it starts the busy processes, runs
@@ -10,7 +11,8 @@ For each repeat, for 0, 1 and 2 busy processes, and for each policy in turn
     omnimeta run --solver fomaml --iterations 60 --val-every 1000 --val-tasks 5 --eval-tasks 20
                  --seed 1 --device cpu --json --out TMP
 
-(as ``python -m l2l_omniglot`` in the policy's source tree), stops the busy
+(as ``python -m l2l_omniglot`` in the policy's source tree; ``--run-args``
+adds options, e.g. ``--engine batched``), stops the busy
 processes, and reads ``step_seconds`` / iterations (seconds per meta-train
 step) and ``eval_seconds`` / test tasks (seconds of test-time adaptation and
 prediction per task) from ``result.json``. The policies:
@@ -20,10 +22,16 @@ prediction per task) from ``result.json``. The policies:
   intra-op thread per core, tasks one after the other, libgomp's default spin.
 * ``new``: this checkout (or ``--new-root``) with its defaults: no thread
   setting is passed, so what the code chooses by itself is what is measured.
+* ``--variant NAME=TREE:VAR=VALUE,...`` (repeatable): the ``old`` or ``new``
+  tree run with these environment variables, e.g. the candidates of
+  docs/results.md: ``old-1-thread=old:OMP_NUM_THREADS=1``,
+  ``old-passive=old:OMP_WAIT_POLICY=PASSIVE``, ``old-spin-1000=old:GOMP_SPINCOUNT=1000``,
+  ``new-1-thread=new:OMNIMETA_THREADS=1``.
 
 A busy process is a pure-Python loop, started in a session of its own as an
-unrelated program would be (on Linux every session is a scheduling group of
-its own), and it exits with the bench. Beside busy processes the old
+unrelated program would be (with Linux's autogroup scheduling each session is
+a scheduling group of its own; a neighbour in another group is what stalled
+the old policy worst), and it exits with the bench. Beside busy processes the old
 policy's step can take ~10 s, so there it runs ``--slow-iterations`` steps
 and ``--slow-eval-tasks`` test tasks (per-step and per-task times stay
 comparable).
@@ -41,6 +49,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -131,19 +140,20 @@ def stop_busy(processes: list) -> None:
 
 
 # -- one measurement ------------------------------------------------------------------------------------
-def run_command(iterations: int, eval_tasks: int, val_tasks: int, data_root, out: Path) -> list:
+def run_command(iterations: int, eval_tasks: int, val_tasks: int, data_root, out: Path, extra=()) -> list:
     command = [sys.executable, "-m", "l2l_omniglot", "run", "--solver", "fomaml", "--iterations", str(iterations),
                "--val-every", "1000", "--val-tasks", str(val_tasks), "--eval-tasks", str(eval_tasks), "--seed", "1",
-               "--device", "cpu", "--json", "--out", str(out), "--force"]
+               "--device", "cpu", *extra, "--json", "--out", str(out), "--force"]
     if data_root:
         command += ["--data-root", str(data_root)]
     return command
 
 
-def measure(root: Path, busy: int, iterations: int, eval_tasks: int, args, out: Path) -> dict:
+def measure(root: Path, busy: int, iterations: int, eval_tasks: int, args, out: Path, settings=None) -> dict:
     environment = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     environment.pop("PYTHONPATH", None)
-    command = run_command(iterations, eval_tasks, args.val_tasks, args.data_root, out)
+    environment.update(settings or {})
+    command = run_command(iterations, eval_tasks, args.val_tasks, args.data_root, out, shlex.split(args.run_args))
     processes = start_busy(busy, args.nice)
     try:
         time.sleep(0.5)  # let the busy processes get going
@@ -184,7 +194,8 @@ def extract(rev: str, into: Path) -> Path:
 # -- report ---------------------------------------------------------------------------------------------
 def summarize(rows: list) -> list:
     summary = []
-    keys = sorted({(r["policy"], r["busy"]) for r in rows}, key=lambda k: (POLICIES.index(k[0]), k[1]))
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    keys = sorted({(r["policy"], r["busy"]) for r in rows}, key=lambda k: (names.index(k[0]), k[1]))
     for policy, busy in keys:
         mine = [r for r in rows if r["policy"] == policy and r["busy"] == busy]
         entry = {"policy": policy, "busy": busy, "repeats": len(mine)}
@@ -233,12 +244,15 @@ def main() -> None:
                         help="Iterations of the old policy beside busy processes (~10 s a step) [5].")
     parser.add_argument("--slow-eval-tasks", type=int, default=3,
                         help="Test tasks of the old policy beside busy processes [3].")
-    parser.add_argument("--policies", default="old,new")
+    parser.add_argument("--policies", default="old,new", help="Which of old,new to measure [old,new].")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=TREE:VAR=VALUE,...",
+                        help="Also measure the old or new tree with these environment variables (repeatable).")
     parser.add_argument("--old-rev", default=OLD_REV, help=f"Commit with the old policy [{OLD_REV}].")
     parser.add_argument("--old-root", default=None, help="A source tree with the old policy, instead of --old-rev.")
     parser.add_argument("--new-root", default=None, help="A source tree with the new policy [this checkout].")
     parser.add_argument("--nice", type=int, default=None,
                         help="Run everything in scheduling groups of this niceness (e.g. -20; needs root).")
+    parser.add_argument("--run-args", default="", help="More options for every run, e.g. '--engine batched'.")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds one run may take [1800].")
     parser.add_argument("--json", dest="json_out", default=None, help="Also write the numbers to this file.")
@@ -253,24 +267,34 @@ def main() -> None:
     unknown = set(policies) - set(POLICIES)
     if unknown:
         parser.error(f"unknown policies {sorted(unknown)}; use {','.join(POLICIES)}")
+    variants = {}  # name -> (tree, environment)
+    for text in args.variant:
+        name, _, rest = text.partition("=")
+        tree, _, settings = rest.partition(":")
+        pairs = [pair.partition("=") for pair in settings.split(",") if pair]
+        if not name or name in POLICIES or name in variants or tree not in POLICIES or any(not p[1] for p in pairs):
+            parser.error(f"--variant {text!r}: write NAME=TREE:VAR=VALUE,... with TREE old or new and a new NAME")
+        variants[name] = (tree, {key: value for key, _, value in pairs})
+    policies += list(variants)
     priority = raise_priority(args.nice) if args.nice is not None else "normal priority"
 
     scratch = Path(tempfile.mkdtemp(prefix="omnimeta-busy-"))
     try:
         roots = {"new": Path(args.new_root).resolve() if args.new_root else REPO}
-        if "old" in policies:
+        if "old" in policies or any(tree == "old" for tree, _ in variants.values()):
             roots["old"] = Path(args.old_root).resolve() if args.old_root else extract(args.old_rev, scratch / "old")
         rows = []
         for repeat in range(args.repeats):
             order = policies[repeat % len(policies):] + policies[:repeat % len(policies)]
             for busy in busy_counts:
                 for policy in order:
+                    tree, settings = variants.get(policy, (policy, {}))
                     slow = policy == "old" and busy > 0
                     iterations = args.slow_iterations if slow else args.iterations
                     eval_tasks = args.slow_eval_tasks if slow else args.eval_tasks
                     row = {"policy": policy, "busy": busy, "repeat": repeat,
-                           **measure(roots[policy], busy, iterations, eval_tasks, args,
-                                     scratch / f"run-{policy}-{busy}-{repeat}")}
+                           **measure(roots[tree], busy, iterations, eval_tasks, args,
+                                     scratch / f"run-{len(rows)}", settings)}
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
     finally:
@@ -279,7 +303,8 @@ def main() -> None:
     summary = summarize(rows)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
                f"{platform.python_version()}, {platform.system()} {platform.release()}")
-    command = " ".join(run_command(args.iterations, args.eval_tasks, args.val_tasks, args.data_root, Path("TMP"))[3:])
+    command = " ".join(run_command(args.iterations, args.eval_tasks, args.val_tasks, args.data_root, Path("TMP"),
+                                   shlex.split(args.run_args))[3:])
     print(f"omnimeta beside busy processes — {machine}; {priority}; {args.repeats} repeat(s); "
           f"old = {args.old_root or args.old_rev}, new = {args.new_root or 'this checkout'}")
     print(f"command: omnimeta {command}")
@@ -289,6 +314,7 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps({
             "machine": machine, "priority": priority, "old": args.old_root or args.old_rev,
             "new": args.new_root or "this checkout", "command": command, "repeats": args.repeats,
+            "variants": {name: {"tree": tree, "environment": env} for name, (tree, env) in variants.items()},
             "rows": rows, "summary": summary}, indent=2))
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Markdown tables of docs/results.md, generated from run folders, never typed by hand.
 
-    python bench/results_table.py RUNS [RUNS ...] [--score-lake20] [--data-root DIR] [--json OUT]
+    python bench/results_table.py RUNS [RUNS ...] [--score-lake20] [--score-ways W] [--data-root DIR] [--json OUT]
 
 Each RUNS is a run folder (``omnimeta run --out``, ``bench/train.py``) or a
 folder searched for them (every folder below it that holds ``result.json``
@@ -16,30 +16,35 @@ its numbers come from:
   accuracy (on the fixed test tasks, scored once, on that checkpoint); the
   ``vinyals`` table adds the published numbers of the paper behind each solver
   (on that paper's own protocol);
+* a run's checkpoint scored on test tasks of another shape than its own
+  (``--score-ways 20``: ``omnimeta evaluate RUN --ways 20 --shots 1 --json >
+  RUN/evaluate-20w1s.json``, for the solvers that can answer another way,
+  e.g. ProtoNet as its paper does) is a row of that shape, marked as such;
 * Lake's 20-way one-shot runs (``all_runs.zip``), for runs whose folder holds
   ``lake20.json`` (``omnimeta evaluate RUN --benchmark lake20 --json >
-  RUN/lake20.json``; ``--score-lake20`` writes it for every 20-way one-shot
-  run that lacks it), next to the published error rates. A run that saw any
-  character of Lake's runs is refused by ``evaluate`` and left out, with a
-  note on stderr.
+  RUN/lake20.json``; ``--score-lake20`` writes it for every one-shot run
+  that lacks it and whose solver can answer 20 ways), next to the published
+  error rates. A run that saw any character of Lake's runs is refused by
+  ``evaluate`` and left out, with a note on stderr.
 
 ``--json OUT`` writes the rows of every table.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
 
-#: Published accuracy (%) on Omniglot, Vinyals et al.'s split with rotations, keyed by solver and (ways, shots).
+#: Published accuracy (%) on Omniglot, Vinyals et al.'s split with rotations, keyed by solver and (ways, shots):
+#: the numbers of the issue that asked for this table (each paper's own protocol).
 PAPERS = {
-    "maml": ("Finn et al. 2017, Table 1", {(5, 1): "98.7 ± 0.4", (5, 5): "99.9 ± 0.1", (20, 1): "95.8 ± 0.3",
-                                           (20, 5): "98.9 ± 0.2"}),
-    "fomaml": ("Finn et al. 2017, Table 1 (first order)", {(5, 1): "98.3 ± 0.5", (5, 5): "99.2 ± 0.2",
-                                                           (20, 1): "89.4 ± 0.5", (20, 5): "97.9 ± 0.1"}),
-    "protonet": ("Snell et al. 2017, Table 1", {(5, 1): "98.8", (5, 5): "99.7", (20, 1): "96.0", (20, 5): "98.9"}),
+    "maml": ("Finn et al. 2017, Table 1", {(5, 1): "98.7 ± 0.4", (20, 1): "95.8 ± 0.3"}),
+    "fomaml": ("Nichol et al. 2018 (first-order MAML, transductive)", {(5, 1): "98.3 ± 0.5", (20, 1): "89.4 ± 0.5"}),
+    "protonet": ("Snell et al. 2017, Table 1", {(5, 1): "98.8", (20, 1): "96.0"}),
+    "anil": ("Raghu et al. 2020", {(20, 1): "96.2 ± 0.5"}),
 }
 #: Published error rates on Lake's 20 runs.
 LAKE20_REFERENCES = (
@@ -80,9 +85,21 @@ def load_runs(paths: list) -> list:
         config = RunConfig.from_dict(read_json(run_dir / "config.json"))
         lake20 = run_dir / "lake20.json"
         label = solver_label(config) + (f" +{config.augment}" if config.augment != "none" else "")
-        runs.append({"dir": run_dir, "config": config, "label": label, "result": read_result(run_dir),
-                     "lake20": read_json(lake20) if lake20.is_file() else None})
+        result = read_result(run_dir)
+        runs.append({"dir": run_dir, "config": config, "label": label, "result": result,
+                     "lake20": read_json(lake20) if lake20.is_file() else None, "evaluated": False})
+        for path in sorted(run_dir.glob("evaluate-*w*s.json")):
+            runs.append(evaluated_run(runs[-1], read_json(path)))
     return runs
+
+
+def evaluated_run(run: dict, report: dict) -> dict:
+    """The run's checkpoint scored on tasks of another shape (an ``omnimeta evaluate --json`` report) as a run."""
+    config = dataclasses.replace(run["config"], ways=report["ways"], shots=report["shots"])
+    result = {**run["result"], "val_accuracy": None, "test_accuracy": report["test_accuracy"],
+              "test_ci95": report["test_ci95"], "test_tasks": report["test_tasks"]}
+    label = f"{run['label']}, trained {run['config'].ways}-way {run['config'].shots}-shot"
+    return {"dir": run["dir"], "config": config, "label": label, "result": result, "lake20": None, "evaluated": True}
 
 
 def group(runs: list) -> list:
@@ -148,18 +165,19 @@ def split_table(split: str, groups: list) -> tuple:
                       f"{config.iterations} ({', '.join(map(str, best)) or '-'})",
                       cell(vals) if vals else "-", cell(tests, row["test_ci95"]),
                       f"{spread(seconds)['mean']:.0f}" if seconds else "-"] +
-                     ([row["paper"]] if papers else []) + [", ".join(f"`{run['dir'].name}`" for run in runs)])
+                     ([row["paper"]] if papers else []) +
+                     [", ".join(f"`{run['dir'].name}`" + (" (evaluate)" if run["evaluated"] else "") for run in runs)])
     return title + "\n\n" + markdown(header, cells), rows
 
 
 def score_missing_lake20(runs: list, data_root) -> None:
-    """Write ``lake20.json`` for 20-way one-shot runs that lack it; runs the guard refuses are named on stderr."""
+    """Write ``lake20.json`` for one-shot runs that lack it; runs the guard or the solver refuse are named on stderr."""
     from l2l_omniglot import load_omniglot
     from l2l_omniglot.atomic import write_json
     from l2l_omniglot.errors import ConfigError
     from l2l_omniglot.scoring import evaluate_run
 
-    todo = [run for run in runs if run["lake20"] is None and (run["config"].ways, run["config"].shots) == (20, 1)]
+    todo = [run for run in runs if run["lake20"] is None and not run["evaluated"] and run["config"].shots == 1]
     if not todo:
         return
     omniglot = load_omniglot(data_root)
@@ -170,6 +188,28 @@ def score_missing_lake20(runs: list, data_root) -> None:
             print(f"note: {run['dir']} left out of the lake20 table: {error}", file=sys.stderr)
             continue
         write_json(run["dir"] / "lake20.json", run["lake20"])
+
+
+def score_other_ways(runs: list, ways: int, data_root) -> list:
+    """Write ``evaluate-{ways}w1s.json`` for one-shot runs of another way whose solver can answer ``ways``."""
+    from l2l_omniglot import load_omniglot
+    from l2l_omniglot.atomic import write_json
+    from l2l_omniglot.errors import ConfigError
+    from l2l_omniglot.scoring import evaluate_run
+
+    todo = [run for run in runs if not run["evaluated"] and run["config"].shots == 1 and run["config"].ways != ways
+            and not (run["dir"] / f"evaluate-{ways}w1s.json").is_file()]
+    added = []
+    omniglot = load_omniglot(data_root) if todo else None
+    for run in todo:
+        try:
+            report = evaluate_run(run["dir"], omniglot, "tasks", shots=1, ways=ways)
+        except ConfigError as error:
+            print(f"note: {run['dir']} has no {ways}-way row: {error}", file=sys.stderr)
+            continue
+        write_json(run["dir"] / f"evaluate-{ways}w1s.json", report)
+        added.append(evaluated_run(run, report))
+    return added
 
 
 def lake20_table(groups: list) -> tuple:
@@ -198,7 +238,10 @@ def main(argv=None) -> None:
     parser.add_argument("runs", nargs="+", help="run folders, or folders holding them")
     parser.add_argument("--score-lake20", action="store_true",
                         help="score 20-way one-shot runs without lake20.json on Lake's runs (writes it)")
-    parser.add_argument("--data-root", default=None, help="the Omniglot data (for --score-lake20)")
+    parser.add_argument("--score-ways", type=int, default=None, metavar="W",
+                        help="also score one-shot runs of another way on W-way test tasks, where the solver can "
+                             "(writes RUN/evaluate-Ww1s.json)")
+    parser.add_argument("--data-root", default=None, help="the Omniglot data (for --score-lake20, --score-ways)")
     parser.add_argument("--json", type=Path, default=None, help="also write every table's rows here")
     args = parser.parse_args(argv)
     from l2l_omniglot.errors import OmnimetaError
@@ -209,6 +252,8 @@ def main(argv=None) -> None:
             raise OmnimetaError(f"no run folders (with result.json and config.json) in {', '.join(args.runs)}")
         if args.score_lake20:
             score_missing_lake20(runs, args.data_root)
+        if args.score_ways:
+            runs += score_other_ways(runs, args.score_ways, args.data_root)
     except OmnimetaError as error:
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)

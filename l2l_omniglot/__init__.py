@@ -8,6 +8,11 @@ The public API, for projects that import omnimeta instead of calling the CLI::
 """
 import os
 
+from l2l_omniglot.threads import prepare_environment
+
+# libgomp reads its wait policy once, when torch loads it: the thread policy's setting must be there first.
+prepare_environment()
+
 if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
     # A rank of a distributed run (torchrun, omnimeta run --nproc) reports its failures in one line each;
     # torch's C++ connection-retry logs would bury them. Read when torch loads, so it is set first.

@@ -27,12 +27,13 @@ from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, Run
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
-from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
+from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR
 from l2l_omniglot.reporting import compare_table, write_compare_files
 from l2l_omniglot.scoring import BENCHMARKS, check_evaluate_options, evaluate_run, predict_folder
 from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
+from l2l_omniglot.threads import use_threads
 from l2l_omniglot.training import (Interrupted, RunCallbacks, RunFolderLock, RunRequest, check_out_dir,
                                    load_saved_state, run_training)
 
@@ -158,6 +159,13 @@ data_root_option = click.option(
     help="Folder with images_background.zip and images_evaluation.zip (or their folders). "
          "Default: $OMNIMETA_DATA, else ~/.cache/omnimeta/omniglot.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, 1024), default=None, expose_value=False,
+    callback=lambda context, param, value: use_threads(value),
+    help="Torch threads (per rank with --nproc). Default: $OMNIMETA_THREADS, else the cores this process may use "
+         "(shared by the --nproc ranks). The tasks of a meta-batch run in parallel, one torch thread each, so "
+         "another busy program slows a run down by its share of the CPU only (docs/results.md, busy machine); "
+         "the numbers are the same for any count.")
 
 
 @cli.group()
@@ -420,9 +428,11 @@ def result_table(rows: list, title: str) -> Table:
                    "saved state (see --checkpoint-every).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="torch.distributed backend for several ranks: auto is nccl on GPUs (one per rank), gloo on the CPU.")
-@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_S,
+@click.option("--dist-timeout", type=click.FloatRange(min=0, max=MAX_TIMEOUT_S, min_open=True),
+              default=DEFAULT_TIMEOUT_S,
               show_default=True,
               help="Seconds a rank waits for the rendezvous, or for the other ranks, before it stops with an error.")
+@threads_option
 @json_option
 def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restarts, backend, dist_timeout, as_json,
         data_root, download, **training):
@@ -515,6 +525,7 @@ def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Folder for compare.json/.csv/.md, curves.png and the trained runs.")
 @click.option("--force", is_flag=True, help="Allow replacing an earlier comparison in --out.")
+@threads_option
 @json_option
 def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **training):
     """Train solvers on the same budget (or load --runs) and score them on the same test tasks.
@@ -566,19 +577,23 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--eval-tasks", type=click.IntRange(1, MAX_EVALUATION_TASKS), default=None,
               help="Fixed test tasks (tasks benchmark). [default: the run's]")
+@click.option("--ways", type=click.IntRange(min=2), default=None,
+              help="Classes per test task (tasks benchmark); another way than the run's only for solvers that "
+                   "allow it (protonet, transfer classes). [default: the run's]")
 @click.option("--shots", type=click.IntRange(min=1), default=None,
               help="Support images per class (tasks benchmark). [default: the run's]")
 @click.option("--benchmark", type=click.Choice(BENCHMARKS), default="tasks", show_default=True,
               help="tasks: the fixed test tasks; lake20: Lake's 20-way one-shot runs (all_runs.zip).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @data_root_option
+@threads_option
 @json_option
-def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
+def evaluate(run_dir, eval_tasks, ways, shots, benchmark, device, data_root, as_json):
     """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
-    check_evaluate_options(benchmark, eval_tasks, shots)  # before the data and the model are loaded
+    check_evaluate_options(benchmark, eval_tasks, shots, ways)  # before the data and the model are loaded
     omniglot = open_omniglot(data_root)
     with LazyProgress(f"evaluate ({benchmark})") as progress:
-        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device, progress=progress)
+        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device, progress=progress, ways=ways)
     if as_json:
         emit_json(report)
         return
@@ -606,6 +621,7 @@ def evaluate(run_dir, eval_tasks, shots, benchmark, device, data_root, as_json):
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @data_root_option
+@threads_option
 @json_option
 def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
     """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""

@@ -47,12 +47,15 @@ from l2l_omniglot.config import resolve_device
 from l2l_omniglot.errors import ConfigError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import per_task_accuracy
 from l2l_omniglot.stats import StepStats
+from l2l_omniglot.threads import rank_environment
 
 BACKENDS = ("auto", "gloo", "nccl")
 #: Signals that ask a run to stop and save: Ctrl-C, and SIGTERM from job schedulers and container runtimes.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds a rank waits to reach the rendezvous, or for its peers at a collective, before it gives up.
 DEFAULT_TIMEOUT_S = 120.0
+#: The longest wait a user may ask for (a week): far beyond any rendezvous, and within what timedelta can hold.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 #: Seconds a local rank that lost its peers waits for the launcher to stop it (see :func:`wait_to_be_stopped`).
 SIBLING_GRACE_S = 5.0
 #: A stop signal repeated within this many seconds is the same request: a Ctrl-C in a terminal reaches the
@@ -352,11 +355,6 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def threads_per_rank(nproc: int) -> int:
-    """N ranks of the default thread count would oversubscribe the cores N times over."""
-    return max(1, (os.cpu_count() or 1) // nproc)
-
-
 def wait_to_be_stopped(error: PeerLostError, seconds: float = SIBLING_GRACE_S) -> None:
     """A local rank that lost its peers waits (at most ``seconds``) for the launcher to stop it.
 
@@ -374,11 +372,12 @@ def wait_to_be_stopped(error: PeerLostError, seconds: float = SIBLING_GRACE_S) -
 
 
 @contextlib.contextmanager
-def _launcher_settings(nproc: int):
+def _launcher_settings(nproc: int, threads: Optional[int] = None):
     """What omnimeta sets around PyTorch's launcher, each for a reason (and undone afterwards)."""
     environment = {
-        # N ranks of the default thread count would oversubscribe the cores N times over.
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads_per_rank(nproc))),
+        # N ranks of the default thread count would oversubscribe the cores N times over: each gets its share
+        # (or --threads), with the thread policy's wait settings (l2l_omniglot.threads).
+        **rank_environment(nproc, threads),
         # By default the agent serves one store for every start of the group, and a restarted group's gloo can
         # read the dead group's addresses from it and fail to connect (seen with torch 2.14; cf.
         # pytorch/pytorch#135712). Unshared, rank 0 of each start hosts a new store on a port the agent picks.
@@ -416,7 +415,7 @@ def _launcher_settings(nproc: int):
 
 
 def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restarts: int = 0,
-                       resume_hint: str = "") -> object:
+                       resume_hint: str = "", threads: Optional[int] = None) -> object:
     """Run ``entrypoint(*args)`` as ``nproc`` ranks on this machine with PyTorch's elastic launcher.
 
     This is what ``torchrun --standalone --nproc-per-node N --max-restarts K``
@@ -425,7 +424,8 @@ def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restar
     environment, failure detection, and up to ``max_restarts`` restarts of the
     whole group when a rank dies (``entrypoint`` must then continue from the
     last saved state; ``TORCHELASTIC_RESTART_COUNT`` tells it which start it
-    is). Ctrl-C or SIGTERM to this process is passed on to the ranks, which
+    is). ``threads``: torch threads per rank (default: the rank's share of
+    the cores, see :func:`l2l_omniglot.threads.rank_environment`). Ctrl-C or SIGTERM to this process is passed on to the ranks, which
     stop after the current iteration and save; the agent waits up to 30 s for
     them (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``). Returns rank 0's return value.
 
@@ -437,7 +437,7 @@ def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restar
     when this process is stopped by a signal: then the launcher only exits
     with that status.
     """
-    with _launcher_settings(nproc) as logs_specs:
+    with _launcher_settings(nproc, threads) as logs_specs:
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                               rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
                               monitor_interval=0.1, start_method="spawn", logs_specs=logs_specs)

@@ -29,16 +29,18 @@ def _no_progress(done: int) -> None:
     return None
 
 
-def check_evaluate_options(benchmark: str, eval_tasks: Optional[int] = None, shots: Optional[int] = None) -> None:
+def check_evaluate_options(benchmark: str, eval_tasks: Optional[int] = None, shots: Optional[int] = None,
+                           ways: Optional[int] = None) -> None:
     """Refuse, before a model is loaded, options that the benchmark would ignore or cannot take."""
     if benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
+    shape = (("--ways", ways), ("--shots", shots), ("--eval-tasks", eval_tasks))
     if benchmark == "lake20":
-        given = [name for name, value in (("--shots", shots), ("--eval-tasks", eval_tasks)) if value is not None]
+        given = [name for name, value in shape if value is not None]
         if given:
             raise ConfigError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to lake20 "
-                              f"(20 fixed one-shot runs); drop {'it' if len(given) == 1 else 'them'}")
-    for name, value in (("--shots", shots), ("--eval-tasks", eval_tasks)):
+                              f"(20 fixed 20-way one-shot runs); drop {'it' if len(given) == 1 else 'them'}")
+    for name, value in shape:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{name} must be a whole number of at least 1 (got {value!r}); or leave it out "
                               f"for the run's own")
@@ -46,14 +48,19 @@ def check_evaluate_options(benchmark: str, eval_tasks: Optional[int] = None, sho
 
 def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
                  shots: Optional[int] = None, device: str = "cpu",
-                 progress: Callable[[int], None] = _no_progress) -> dict:
+                 progress: Callable[[int], None] = _no_progress, ways: Optional[int] = None) -> dict:
     """Score a run's best checkpoint on its fixed test tasks (``tasks``) or on Lake's 20 runs (``lake20``).
+
+    ``ways``/``shots``/``eval_tasks`` change the test tasks' shape (default:
+    the run's). A model of another way than its run's can answer them only
+    where its solver allows it (ProtoNet, transfer ``classes``); the others
+    say so in one line. The same holds for ``lake20``'s 20-way runs.
 
     Everything that can fail on the user's input (the checkpoint, the options,
     the test set) fails before the first task is scored, so ``progress`` is
     called only once scoring has begun.
     """
-    check_evaluate_options(benchmark, eval_tasks, shots)
+    check_evaluate_options(benchmark, eval_tasks, shots, ways)
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
     if benchmark == "lake20":
         check_lake20_clean(config, omniglot, resolve_root(omniglot.root) / "all_runs.zip")  # its characters unseen
@@ -64,7 +71,7 @@ def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: 
         return {"benchmark": "lake20", "solver": config.solver, "label": solver_label(config),
                 "per_run_error": errors, "error": error.accuracy, "error_ci95": error.ci95,
                 "human_error": HUMAN_LAKE20_ERROR, "runs": len(errors)}
-    shape = RunConfig.from_dict({**config.to_dict(), "shots": shots or config.shots,
+    shape = RunConfig.from_dict({**config.to_dict(), "ways": ways or config.ways, "shots": shots or config.shots,
                                  "eval_tasks": eval_tasks or config.eval_tasks}).validate()
     tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
     score = Score.of(per_task_accuracy(solver, tasks, progress=progress))

@@ -51,6 +51,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Mapping, MutableMapping, Optional
 
+from l2l_omniglot.errors import ConfigError
+
 #: The environment variable that sets the thread count when ``--threads`` is not given.
 THREADS_ENV = "OMNIMETA_THREADS"
 
@@ -93,8 +95,6 @@ def default_threads(cores: Optional[int] = None, ranks: int = 1) -> int:
 def check_threads(threads) -> int:
     """``threads`` if it is a whole number >= 1, else a one-line ``ConfigError``."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        from l2l_omniglot.errors import ConfigError
-
         raise ConfigError(f"--threads must be a whole number >= 1, not {threads!r}")
     return threads
 
@@ -106,6 +106,25 @@ def rank_threads(nproc: int, requested: Optional[int] = None, cores: Optional[in
     return default_threads(cores, ranks=nproc)
 
 
+def rank_environment(nproc: int, requested: Optional[int] = None,
+                     environ: Optional[Mapping[str, str]] = None) -> dict:
+    """The environment the launcher of ``omnimeta run --nproc N`` gives each local rank.
+
+    Each rank's thread count is ``requested`` (``--threads``, per rank) if
+    given, else ``$OMNIMETA_THREADS`` or ``$OMP_NUM_THREADS`` if the user set
+    one (also per rank), else its share of the cores (``cores // nproc``). It
+    goes into ``OMNIMETA_THREADS`` (what ``configure_threads()`` in the rank
+    reads) and ``OMP_NUM_THREADS`` (for torch before that), with the wait
+    settings of ``wait_environment``.
+    """
+    environ = os.environ if environ is None else environ
+    if requested is not None or any(environ.get(name, "").strip() for name in (THREADS_ENV, "OMP_NUM_THREADS")):
+        per_rank, _ = requested_threads(requested, environ)
+    else:
+        per_rank = rank_threads(nproc)
+    return {THREADS_ENV: str(per_rank), "OMP_NUM_THREADS": str(per_rank), **wait_environment(environ)}
+
+
 def requested_threads(requested: Optional[int] = None, environ: Optional[Mapping[str, str]] = None) -> tuple:
     """``(threads, source)``: ``--threads`` > ``$OMNIMETA_THREADS`` > ``$OMP_NUM_THREADS`` > ``default_threads()``."""
     environ = os.environ if environ is None else environ
@@ -113,13 +132,9 @@ def requested_threads(requested: Optional[int] = None, environ: Optional[Mapping
         return check_threads(requested), "--threads"
     text = environ.get(THREADS_ENV, "").strip()
     if text:
-        try:
-            value = int(text)
-        except ValueError:
-            from l2l_omniglot.errors import ConfigError
-
-            raise ConfigError(f"${THREADS_ENV} must be a whole number >= 1, not {text!r}") from None
-        return check_threads(value), f"${THREADS_ENV}"
+        if not text.isdigit() or int(text) < 1:
+                raise ConfigError(f"${THREADS_ENV} must be a whole number >= 1, not {text!r}")
+        return int(text), f"${THREADS_ENV}"
     text = environ.get("OMP_NUM_THREADS", "").strip()
     if text.isdigit() and int(text) >= 1:  # OpenMP's own variable: what OpenMP would ignore, ignore too
         return int(text), "$OMP_NUM_THREADS"
@@ -198,8 +213,8 @@ def add_in_order(parameters, task_gradients) -> None:
     """Add each task's gradients to ``p.grad``, task after task: what ``loss.backward()`` per task would leave.
 
     ``task_gradients``: per task (in task order), the tuple that
-    ``torch.autograd.grad(task_loss, parameters, allow_unused=True)`` returned
-    (None for a parameter the task does not reach). The first task's gradient
+    ``torch.autograd.grad(loss / len(tasks), parameters, allow_unused=True)``
+    returned (None for a parameter the task does not reach). The first task's gradient
     becomes ``p.grad`` when it is None, the later ones are added in place, as
     autograd accumulates, so the result is bit for bit that of calling
     ``backward()`` task after task on one thread.
@@ -246,6 +261,17 @@ def configure_threads(requested: Optional[int] = None) -> int:
     return threads
 
 
+def use_threads(requested: Optional[int] = None) -> int:
+    """``configure_threads(requested)`` for this process and, through ``$OMNIMETA_THREADS``, the ones it starts.
+
+    What ``--threads N`` does: the runs that ``omnimeta compare`` trains in
+    fresh processes, and each rank of ``omnimeta run --nproc``, get N threads too.
+    """
+    if requested is not None:
+        os.environ[THREADS_ENV] = str(check_threads(requested))
+    return configure_threads(requested)
+
+
 def task_threads() -> TaskThreads:
     """This process's task workers (``configure_threads(None)`` first if nobody configured them)."""
     if _pool is None:
@@ -263,7 +289,7 @@ def shutdown() -> None:
         _state["source"] = None
 
 
-def describe() -> dict:
+def describe_threads() -> dict:
     """What ``result.json`` records about threads: the count, where it came from, and how intra-op threads wait."""
     if _pool is not None:
         threads, source = _pool.threads, _state["source"]

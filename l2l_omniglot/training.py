@@ -53,6 +53,7 @@ from l2l_omniglot.distributed import (PeerLostError, Ranks, check_splittable, la
 from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError, first_line
 from l2l_omniglot.evaluation import Score
 from l2l_omniglot.solvers import SOLVERS, make_solver, solver_label
+from l2l_omniglot.threads import configure_threads, describe_threads, task_threads
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
 
@@ -647,7 +648,7 @@ class Trainer:
             "seed": config.seed,
             "device": str(self.device),
             "ranks": self.ranks.world_size,
-            "threads": torch.get_num_threads(),
+            **describe_threads(),
             "iterations": config.iterations,
             "best_iteration": self.best["iteration"],
             "train_seconds": round(self.elapsed, 3),
@@ -703,6 +704,8 @@ class RunRequest:
     nproc: int = 1
     #: Restarts of the whole group when a local rank dies (each continues from the last saved state).
     max_restarts: int = 0
+    #: torch threads of this process (of each local rank with ``nproc`` > 1); None: the thread policy's default.
+    threads: Optional[int] = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -807,5 +810,11 @@ def run_training(request: RunRequest, callbacks: Optional[RunCallbacks] = None) 
         _data_loader(request, callbacks)()  # a missing data set fails here once; a first load decodes it for all
         hint = (f"The last saved state is in {request.out_dir}; continue with: "
                 f"omnimeta run --resume {request.out_dir} --nproc {request.nproc}")
-        return launch_local_ranks(_rank_main, (request, callbacks), request.nproc, request.max_restarts, hint)
+        return launch_local_ranks(_rank_main, (request, callbacks), request.nproc, request.max_restarts, hint,
+                                  threads=request.threads)
+    # A rank of --nproc finds its count in the environment the launcher gave it; a count set earlier stays.
+    if request.threads is not None:
+        configure_threads(request.threads)
+    else:
+        task_threads()
     return _run_this_process(request, callbacks, _data_loader(request, callbacks))

@@ -80,7 +80,7 @@ def test_results_table_groups_seeds_and_names_its_tasks(runs, data_root, tmp_pat
     assert five_way[0]["test"]["min"] == min(results) and five_way[0]["test"]["max"] == max(results)
     assert "| fomaml | 5-way 1-shot | 2 |" in text
     vinyals, = tables["vinyals"]
-    assert vinyals["paper"] == "89.4 ± 0.5 (Finn et al. 2017, Table 1 (first order))"
+    assert vinyals["paper"] == "89.4 ± 0.5 (Nichol et al. 2018 (first-order MAML, transductive))"
     # lake20: the lake-split run is scored (and its lake20.json written); the vinyals run saw 78 of the characters
     assert (runs / "runs" / "lake_w20" / "lake20.json").is_file()
     assert not (runs / "runs" / "vinyals_w20" / "lake20.json").exists()
@@ -97,3 +97,23 @@ def test_results_table_groups_seeds_and_names_its_tasks(runs, data_root, tmp_pat
 def test_results_table_without_runs_is_one_line(tmp_path):
     finished = script("bench/results_table.py", tmp_path)
     assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and "no run folders" in finished.stderr
+
+
+def test_results_table_scores_another_way_where_the_solver_can(runs, omniglot, data_root, tmp_path):
+    """A 5-way ProtoNet checkpoint becomes a 20-way row (as in Snell et al.); a 5-way FO-MAML head cannot."""
+    folder = tmp_path / "ways"
+    tiny = {k: v for k, v in TINY.items() if k != "test_inner_steps"}
+    train_and_evaluate(resolve_config("protonet", **tiny, split="vinyals"), omniglot, folder / "proto")
+    train_and_evaluate(resolve_config("fomaml", **TINY, split="vinyals"), omniglot, folder / "fomaml")
+    out = tmp_path / "tables.json"
+    finished = script("bench/results_table.py", folder, "--score-ways", "20", "--data-root", data_root,
+                      "--json", out)
+    assert finished.returncode == 0, finished.stderr
+    assert (folder / "proto" / "evaluate-20w1s.json").is_file()
+    assert not (folder / "fomaml" / "evaluate-20w1s.json").exists()
+    assert "fomaml has no 20-way row: this model has a 5-way head" in finished.stderr
+    rows = {(row["solver"], row["ways"]): row for row in json.loads(out.read_text())["vinyals"]}
+    evaluated = rows[("protonet (20-way training), trained 5-way 1-shot", 20)]
+    assert evaluated["paper"] == "96.0 (Snell et al. 2017, Table 1)" and evaluated["val"] is None
+    assert evaluated["test_tasks"] == 4
+    assert "`proto` (evaluate)" in finished.stdout

@@ -91,6 +91,18 @@ def test_evaluate_rescores_a_run_and_changes_shots(comparison, data_root):
     assert five["shots"] == 5 and five["test_tasks"] == 5
 
 
+def test_evaluate_changes_the_way_where_the_solver_allows_it(comparison, data_root):
+    out, _ = comparison
+    result = invoke("evaluate", out / "transfer", "--data-root", data_root, "--ways", "20", "--eval-tasks", "4",
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["ways"], report["test_tasks"]) == (20, 4) and 0.0 <= report["test_accuracy"] <= 1.0
+    refused = invoke("evaluate", out / "maml", "--data-root", data_root, "--ways", "20", "--eval-tasks", "4")
+    assert refused.exit_code == 2 and "5-way head and cannot answer 20-way" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def test_evaluate_lake20_refuses_a_5_way_model_and_scores_a_20_way_one(comparison, data_root, tmp_path):
     out, _ = comparison
     refused = invoke("evaluate", out / "maml", "--data-root", data_root, "--benchmark", "lake20")

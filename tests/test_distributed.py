@@ -339,6 +339,7 @@ def invoke(*args):
     (["--nproc", "2", "--solver", "transfer"], "the transfer solver cannot split a meta-batch across ranks"),
     (["--nproc", "2", "--backend", "nccl"], "--backend nccl needs a CUDA GPU for every rank"),
     (["--nproc", "0"], "0 is not in the range 1<=x<=256"),
+    (["--nproc", "2", "--dist-timeout", "1e300"], "1e+300 is not in the range 0<x<=604800"),
 ])
 def test_bad_distributed_input_is_one_line_and_exit_2(args, message, data_root, tmp_path):
     if "nccl" in args and torch.cuda.is_available():

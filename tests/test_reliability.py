@@ -213,7 +213,7 @@ CLI_CASES = [
      "is not in the range 1<=x<=20000"),
     # an option that the command would ignore, refused before the model is loaded (the folder has none)
     ("evaluate lake20 with --shots", lambda w: ["evaluate", w.folder(), "--benchmark", "lake20", "--shots", "5"],
-     "--shots does not apply to lake20 (20 fixed one-shot runs); drop it"),
+     "--shots does not apply to lake20 (20 fixed 20-way one-shot runs); drop it"),
     ("cuda without a GPU", lambda w: w.run + ["--device", "cuda", "--out", w.tmp / "cuda-run"], "no usable CUDA GPU"),
     # outputs, checked before any work: these runs have no checkpoint, so a later check would name that instead
     ("out is a file", lambda w: w.run + ["--out", w.file()], "is a file"),

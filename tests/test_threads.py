@@ -1,5 +1,8 @@
 """The thread policy: how many threads, from where, and that tasks on threads come back in order, unchanged."""
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -7,6 +10,7 @@ import torch
 
 from l2l_omniglot import threads
 from l2l_omniglot.errors import ConfigError
+from tests.conftest import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -66,14 +70,14 @@ def test_configure_sets_torch_and_the_task_workers(count):
     assert threads.configure_threads(count) == count
     assert torch.get_num_threads() == count
     assert threads.task_threads().threads == count
-    assert threads.describe()["threads"] == count and threads.describe()["threads_source"] == "--threads"
+    assert threads.describe_threads()["threads"] == count and threads.describe_threads()["threads_source"] == "--threads"
 
 
 def test_configure_without_a_request_follows_the_environment(monkeypatch):
     monkeypatch.setenv("OMNIMETA_THREADS", "1")
     assert threads.configure_threads() == 1
     assert torch.get_num_threads() == 1
-    assert threads.describe()["threads_source"] == "$OMNIMETA_THREADS"
+    assert threads.describe_threads()["threads_source"] == "$OMNIMETA_THREADS"
 
 
 def test_wait_settings_go_into_the_environment_unless_the_user_chose():
@@ -85,6 +89,17 @@ def test_wait_settings_go_into_the_environment_unless_the_user_chose():
     environ = {}
     threads.prepare_environment(environ)
     assert environ == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
+
+
+def test_the_package_prepares_the_environment_before_torch_loads():
+    """In a fresh interpreter, importing the package puts libgomp's spin into the environment before torch loads."""
+    environment = {k: v for k, v in os.environ.items() if k not in threads.WAIT_ENV}
+    code = ("import os\nimport l2l_omniglot.threads as t\nimport l2l_omniglot\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'), t.describe_threads()['omp_wait_in_effect'])")
+    finished = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True,
+                              text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == [str(threads.SPIN_COUNT), "True"]
 
 
 def test_task_threads_return_results_in_task_order_from_several_threads():
@@ -129,3 +144,28 @@ def test_task_threads_compute_the_same_numbers_as_one_thread():
     finally:
         pool.close()
     assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def run_with_threads(count: int, data_root, out) -> tuple:
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.THREADS_ENV)}
+    finished = subprocess.run([sys.executable, "-m", "l2l_omniglot", "run", "--solver", "fomaml", "--iterations", "4",
+                               "--meta-batch", "4", "--val-every", "2", "--val-tasks", "4", "--eval-tasks", "6",
+                               "--seed", "3", "--device", "cpu", "--threads", str(count), "--data-root",
+                               str(data_root), "--out", str(out), "--json"],
+                              cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+               for line in (out / "metrics.jsonl").read_text().splitlines()]
+    result = json.loads((out / "result.json").read_text())
+    return metrics, result
+
+
+def test_a_run_gives_the_same_numbers_on_one_thread_and_on_two(data_root, tmp_path):
+    """The default FO-MAML run is bit for bit the same whatever --threads says, and result.json records it."""
+    one_metrics, one = run_with_threads(1, data_root, tmp_path / "one")
+    two_metrics, two = run_with_threads(2, data_root, tmp_path / "two")
+    assert (one["threads"], one["threads_source"]) == (1, "--threads")
+    assert (two["threads"], two["threads_source"]) == (2, "--threads")
+    assert one_metrics == two_metrics
+    timing = {"threads", "train_seconds", "step_seconds", "iterations_per_second", "eval_seconds", "peak_rss_mb"}
+    assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in two.items() if k not in timing}

@@ -1,9 +1,13 @@
 """The reference engine: learn2learn's ``MAML`` wrapper, one task at a time.
 
 Per task, ``clone()`` puts a copy of the network in the autograd graph,
-``adapt()`` takes the inner steps, and the query loss (divided by the number
-of tasks) is back-propagated at once, so only one task's graph is alive at a
-time. This is the loop of learn2learn's own Omniglot example.
+``adapt()`` takes the inner steps, and the gradient of the query loss
+(divided by the number of tasks) is taken at once, so only one task's graph
+is alive per worker. This is the loop of learn2learn's own Omniglot example,
+with the tasks spread over the process's task threads
+(:mod:`l2l_omniglot.threads`): each task's gradient is computed on one
+worker with one torch thread, and the gradients are added in task order, so
+the numbers are the same for any thread count.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.stats import StepStats, accuracy
+from l2l_omniglot.threads import add_in_order, task_threads
 
 
 class LearnToLearnEngine:
@@ -26,15 +31,18 @@ class LearnToLearnEngine:
         return learner
 
     def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
-        total_loss = total_accuracy = 0.0
-        for t in range(len(tasks)):
+        parameters = [p for p in self.maml.parameters() if p.requires_grad]
+
+        def task_gradient(t: int):
             learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, self.maml.first_order)
             logits = learner(tasks.query_x[t])
             loss = F.cross_entropy(logits, tasks.query_y[t])
-            (loss / len(tasks)).backward()
-            total_loss += loss.item()
-            total_accuracy += accuracy(logits, tasks.query_y[t])
-        return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
+            gradients = torch.autograd.grad(loss / len(tasks), parameters, allow_unused=True)
+            return gradients, loss.item(), accuracy(logits, tasks.query_y[t])
+
+        results = task_threads().map(task_gradient, range(len(tasks)))
+        add_in_order(parameters, [gradients for gradients, _, _ in results])
+        return StepStats(sum(r[1] for r in results) / len(tasks), sum(r[2] for r in results) / len(tasks))
 
     def adapted_query_logits(self, tasks: TaskBatch, steps: int, transductive: bool = True) -> torch.Tensor:
         """The adapted query logits; ``transductive=False`` passes each query with the support set alone.
@@ -46,15 +54,13 @@ class LearnToLearnEngine:
         prediction depends on another query (Nichol et al. 2018, Reptile,
         section on transduction). The adapted weights are the same either way.
         """
-        logits = []
-        for t in range(len(tasks)):
+        def task_logits(t: int) -> torch.Tensor:
             # First order: nothing is back-propagated from here, so no graph is kept.
             learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, True)
             with torch.no_grad():
                 if transductive:
-                    logits.append(learner(tasks.query_x[t]))
-                else:
-                    support = tasks.support_x[t]
-                    logits.append(torch.stack([learner(torch.cat([support, query[None]]))[-1]
-                                               for query in tasks.query_x[t]]))
-        return torch.stack(logits)
+                    return learner(tasks.query_x[t])
+                support = tasks.support_x[t]
+                return torch.stack([learner(torch.cat([support, query[None]]))[-1] for query in tasks.query_x[t]])
+
+        return torch.stack(task_threads().map(task_logits, range(len(tasks))))
