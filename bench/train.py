@@ -13,30 +13,30 @@ import argparse
 import json
 import time
 
-import torch
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
     parser.add_argument("config", help="JSON object of RunConfig fields")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="as omnimeta run --threads")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from l2l_omniglot import load_omniglot, resolve_config, train_and_evaluate
+    from l2l_omniglot import RunCallbacks, load_omniglot, resolve_config, train_and_evaluate
+    from l2l_omniglot.threads import use_threads
+
+    use_threads(args.threads)  # the thread policy of `omnimeta run --threads` (None: its default)
 
     overrides = json.loads(args.config)
     config = resolve_config(overrides.pop("solver", "fomaml"), **overrides)
     start = time.perf_counter()
 
-    def on_validation(iteration, score):
-        print(f"{args.out_dir} it={iteration} t={time.perf_counter() - start:.0f}s val={score.accuracy:.4f}",
-              flush=True)
+    class ValidationCurve(RunCallbacks):
+        def on_validation(self, iteration, score):
+            print(f"{args.out_dir} it={iteration} t={time.perf_counter() - start:.0f}s val={score.accuracy:.4f}",
+                  flush=True)
 
     result = train_and_evaluate(config, load_omniglot(args.data_root), args.out_dir, force=True,
-                                on_validation=on_validation)
+                                callbacks=ValidationCurve())
     print(json.dumps(result), flush=True)
 
 

@@ -117,3 +117,15 @@ def test_results_table_scores_another_way_where_the_solver_can(runs, omniglot, d
     assert evaluated["paper"] == "96.0 (Snell et al. 2017, Table 1)" and evaluated["val"] is None
     assert evaluated["test_tasks"] == 4
     assert "`proto` (evaluate)" in finished.stdout
+
+
+def test_train_script_prints_the_validation_curve_and_the_result(data_root, tmp_path):
+    config = json.dumps({"solver": "fomaml", "iterations": 2, "meta_batch": 2, "val_every": 1, "val_tasks": 2,
+                         "eval_tasks": 2, "test_inner_steps": 1})
+    finished = script("bench/train.py", tmp_path / "run", config, "--threads", "1", "--data-root", data_root)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines[:2]] == ["it=1", "it=2"]
+    result = json.loads(lines[-1])
+    assert (result["iterations"], result["threads"], result["threads_source"]) == (2, 1, "--threads")
+    assert result == json.loads((tmp_path / "run" / "result.json").read_text())
