@@ -70,14 +70,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.engines import HEAD_ONLY_ENGINES
 from l2l_omniglot.errors import ConfigError
-from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import BaseSolver, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import EngineSolver
 from l2l_omniglot.solvers.options import SolverOptions, option
 
 
@@ -103,7 +98,7 @@ class ANILOptions(SolverOptions):
                               f"every query is scored by the zero head and nothing is learned")
 
 
-class ANILSolver(BaseSolver):
+class ANILSolver(EngineSolver):
     name: ClassVar[str] = "anil"
     description: ClassVar[str] = ("ANIL: meta-learn the features; each task adapts only the head "
                                   "(learn2learn's MAML wrapper around the head)")
@@ -113,41 +108,13 @@ class ANILSolver(BaseSolver):
     #: 2-core development CPU.
     defaults: ClassVar[dict] = {"iterations": 2000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 250}
 
-    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
-        super().__init__(config, num_train_classes, device)
-        options = self.options
-        self.model = ConvNet(config.ways, image_size=config.image_size, batch_stats=True).to(self.device)
-        meta_parameters = list(self.model.parameters())
-        if options.zero_head:
-            # Task labels are a random permutation, so a meta-learned head start cannot favour a class.
-            torch.nn.init.zeros_(self.model.head.weight)
-            torch.nn.init.zeros_(self.model.head.bias)
-            meta_parameters = list(self.model.features.parameters())
-        self.optimizer = build_optimizer(meta_parameters, config)
-        self.engine = HEAD_ONLY_ENGINES[options.engine](self.model, options.inner_lr, options.first_order)
+    engines: ClassVar[dict] = HEAD_ONLY_ENGINES
+
+    def first_order_inner_loop(self) -> bool:
+        return self.options.first_order
 
     @classmethod
     def label(cls, options: dict) -> str:
         modes = [mode for mode, on in (("first order", options.get("first_order", ANILOptions.first_order)),
                                        ("non-transductive", not options.get("transductive", True))) if on]
         return f"{cls.name} ({', '.join(modes)})" if modes else cls.name
-
-    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
-        self.optimizer.zero_grad(set_to_none=True)
-        stats = self.accumulate_meta_gradient(tasks)
-        self.optimizer.step()
-        return stats
-
-    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
-        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
-        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
-        if self.options.zero_head:
-            # The zero head is not meta-learned: its gradient is dropped, not kept or all-reduced.
-            self.model.head.weight.grad = self.model.head.bias.grad = None
-        return stats
-
-    def predict(self, tasks: TaskBatch) -> torch.Tensor:
-        check_ways(self.config.ways, tasks.ways)
-        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
-                                                  transductive=self.options.transductive)
-        return logits.argmax(dim=-1).cpu()

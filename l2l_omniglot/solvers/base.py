@@ -16,6 +16,7 @@ import torch
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.models import ConvNet
 from l2l_omniglot.solvers.options import SolverOptions
 from l2l_omniglot.stats import StepStats, accuracy
 
@@ -107,6 +108,70 @@ class BaseSolver:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+class GradientSolver(BaseSolver):
+    """A solver whose meta-train step is one optimizer step on the gradient ``accumulate_meta_gradient`` adds.
+
+    Such a solver can also split a meta-batch across ranks: the training loop
+    then calls ``accumulate_meta_gradient`` on each rank's share, all-reduces
+    the gradients and steps ``optimizer`` itself.
+    """
+
+    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = self.accumulate_meta_gradient(tasks)
+        self.optimizer.step()
+        return stats
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
+        raise NotImplementedError
+
+
+class EngineSolver(GradientSolver):
+    """The solvers whose inner loop is an engine (:mod:`l2l_omniglot.engines`): the MAML family and ANIL.
+
+    The network is the 4-block ConvNet with batch statistics; with the
+    ``zero_head`` option its head starts every task at zero and only the
+    features are meta-learned (Kao et al., ICLR 2022: task labels are a random
+    permutation, so no learned head start can favour a class). The engine,
+    picked by the ``engine`` option from :attr:`engines`, adapts each task and
+    adds the meta-gradient; its options are ``inner_lr``,
+    ``train_inner_steps``, ``test_inner_steps`` and ``transductive``.
+    """
+
+    #: The engines this solver may use, by name (its ``engine`` option picks one).
+    engines: ClassVar[dict] = {}
+
+    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
+        super().__init__(config, num_train_classes, device)
+        options = self.options
+        self.model = ConvNet(config.ways, image_size=config.image_size, batch_stats=True).to(self.device)
+        meta_parameters = list(self.model.parameters())
+        if options.zero_head:
+            torch.nn.init.zeros_(self.model.head.weight)
+            torch.nn.init.zeros_(self.model.head.bias)
+            meta_parameters = list(self.model.features.parameters())
+        self.optimizer = build_optimizer(meta_parameters, config)
+        self.engine = self.engines[options.engine](self.model, options.inner_lr, self.first_order_inner_loop())
+
+    def first_order_inner_loop(self) -> bool:
+        """Whether the meta-gradient drops the derivatives through the inner steps."""
+        raise NotImplementedError
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
+        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
+        if self.options.zero_head:
+            # The zero head is not meta-learned: whatever gradient reached it is dropped, not kept or all-reduced.
+            self.model.head.weight.grad = self.model.head.bias.grad = None
+        return stats
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        check_ways(self.config.ways, tasks.ways)
+        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
+                                                  transductive=self.options.transductive)
+        return logits.argmax(dim=-1).cpu()
+
+
 class MetaOptimizer:
     """Adam at ``config.meta_lr``; with ``lr_schedule="cosine"`` annealed to zero over ``config.iterations``.
 
@@ -150,5 +215,5 @@ def check_ways(head_ways: int, task_ways: int) -> None:
                           f"evaluate it with {head_ways} ways or train a {task_ways}-way model")
 
 
-__all__ = ["BaseSolver", "MetaOptimizer", "REQUIRED_MEMBERS", "Solver", "SolverOptions", "StepStats", "accuracy",
+__all__ = ["BaseSolver", "EngineSolver", "GradientSolver", "MetaOptimizer", "REQUIRED_MEMBERS", "Solver", "SolverOptions", "StepStats", "accuracy",
            "build_optimizer", "check_ways"]

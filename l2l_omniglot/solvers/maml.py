@@ -45,13 +45,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.engines import ENGINES
-from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import BaseSolver, StepStats, build_optimizer, check_ways
+from l2l_omniglot.solvers.base import EngineSolver
 from l2l_omniglot.solvers.options import SolverOptions, option
 
 
@@ -71,7 +66,7 @@ class MAMLOptions(SolverOptions):
                                       "batch with the support set alone (Nichol et al. 2018).")
 
 
-class MAMLSolver(BaseSolver):
+class MAMLSolver(EngineSolver):
     name: ClassVar[str] = "maml"
     description: ClassVar[str] = ("MAML: meta-learn an initialisation that a few SGD steps adapt to a task "
                                   "(second order, learn2learn's MAML wrapper)")
@@ -80,40 +75,11 @@ class MAMLSolver(BaseSolver):
     first_order: ClassVar[bool] = False
     defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 500}
 
-    def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
-        super().__init__(config, num_train_classes, device)
-        options = self.options
-        self.model = ConvNet(config.ways, image_size=config.image_size).to(self.device)
-        meta_parameters = list(self.model.parameters())
-        if options.zero_head:
-            # Task labels are a random permutation, so no learned head start can favour a class; a zero
-            # head that each task adapts from scratch removes that noise (Kao et al., ICLR 2022).
-            torch.nn.init.zeros_(self.model.head.weight)
-            torch.nn.init.zeros_(self.model.head.bias)
-            meta_parameters = list(self.model.features.parameters())
-        self.optimizer = build_optimizer(meta_parameters, config)
-        self.engine = ENGINES[options.engine](self.model, options.inner_lr, self.first_order)
+    engines: ClassVar[dict] = ENGINES
+
+    def first_order_inner_loop(self) -> bool:
+        return self.first_order
 
     @classmethod
     def label(cls, options: dict) -> str:
         return cls.name if options.get("transductive", True) else f"{cls.name} (non-transductive)"
-
-    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
-        self.optimizer.zero_grad(set_to_none=True)
-        stats = self.accumulate_meta_gradient(tasks)
-        self.optimizer.step()
-        return stats
-
-    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
-        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
-        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
-        if self.options.zero_head:
-            # The zero head is not meta-learned: whatever gradient reached it is dropped, not kept or all-reduced.
-            self.model.head.weight.grad = self.model.head.bias.grad = None
-        return stats
-
-    def predict(self, tasks: TaskBatch) -> torch.Tensor:
-        check_ways(self.config.ways, tasks.ways)
-        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
-                                                  transductive=self.options.transductive)
-        return logits.argmax(dim=-1).cpu()

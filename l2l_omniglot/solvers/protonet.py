@@ -71,7 +71,7 @@ from l2l_omniglot.data.omniglot import IMAGES_PER_CHARACTER
 from l2l_omniglot.data.tasks import TaskBatch
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers.base import BaseSolver, StepStats, accuracy, build_optimizer
+from l2l_omniglot.solvers.base import GradientSolver, StepStats, accuracy, build_optimizer
 from l2l_omniglot.solvers.options import SolverOptions, option
 
 BATCH_NORM_MODES = ("running", "task")
@@ -110,7 +110,7 @@ def squared_distance_logits(queries: torch.Tensor, centres: torch.Tensor) -> tor
     return -(queries[:, None, :] - centres[None, :, :]).pow(2).sum(dim=-1)
 
 
-class ProtoNetSolver(BaseSolver):
+class ProtoNetSolver(GradientSolver):
     name: ClassVar[str] = "protonet"
     description: ClassVar[str] = ("Prototypical Networks: classify queries by the nearest class-mean embedding "
                                   "(squared Euclidean), trained on higher-way episodes (hand-written)")
@@ -148,12 +148,6 @@ class ProtoNetSolver(BaseSolver):
         embeddings = self.model(torch.cat([support_x, query_x]))
         support, query = embeddings[:len(support_x)], embeddings[len(support_x):]
         return squared_distance_logits(query, prototypes(support, support_y, ways))
-
-    def meta_train_step(self, tasks: TaskBatch) -> StepStats:
-        self.optimizer.zero_grad(set_to_none=True)
-        stats = self.accumulate_meta_gradient(tasks)
-        self.optimizer.step()
-        return stats
 
     def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
         """Add the gradient of the mean query loss over the episodes ``tasks`` to the embedding's ``.grad``."""
