@@ -80,6 +80,22 @@ def test_configure_without_a_request_follows_the_environment(monkeypatch):
     assert threads.describe_threads()["threads_source"] == "$OMNIMETA_THREADS"
 
 
+def test_use_threads_passes_the_count_on_to_the_processes_this_one_starts():
+    assert threads.use_threads(1) == 1 and os.environ[threads.THREADS_ENV] == "1"
+    assert threads.rank_environment(2)[threads.THREADS_ENV] == "1"  # each rank of --nproc gets it too
+    os.environ.pop(threads.THREADS_ENV)
+    threads.use_threads(None)  # no --threads: the environment is left as it was
+    assert threads.THREADS_ENV not in os.environ
+
+
+def test_the_launcher_gives_each_rank_its_share_and_the_wait_setting():
+    environment = threads.rank_environment(2, environ={})
+    assert environment == {threads.THREADS_ENV: str(threads.rank_threads(2)),
+                           "OMP_NUM_THREADS": str(threads.rank_threads(2)), "GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
+    assert threads.rank_environment(2, requested=3, environ={"OMP_WAIT_POLICY": "PASSIVE"}) == {
+        threads.THREADS_ENV: "3", "OMP_NUM_THREADS": "3"}
+
+
 def test_wait_settings_go_into_the_environment_unless_the_user_chose():
     assert threads.wait_environment({}) == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
     assert threads.wait_environment({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
