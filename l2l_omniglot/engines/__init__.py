@@ -5,7 +5,9 @@ after ``steps`` SGD steps on each task's support set (first or second order);
 they differ in how:
 
 * ``l2l`` (the default and the reference): learn2learn's ``MAML`` wrapper,
-  one task at a time, ``clone()`` / ``adapt()`` / ``backward()``.
+  task by task, ``clone()`` / ``adapt()`` / ``grad``, the tasks spread over the
+  process's task threads and their gradients added in task order
+  (:mod:`l2l_omniglot.threads`).
 * ``batched``: all tasks of the meta-batch at once with ``torch.func``
   (``functional_call``, ``grad``, ``vmap``) on the same model.
 
