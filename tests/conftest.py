@@ -78,3 +78,13 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("OMNIMETA_CACHE", str(path))
     return path
+
+
+def train_tiny_runs(root: Path, omniglot, runs: dict, **settings) -> dict:
+    """Train each ``name: (solver, overrides)`` in ``root / name`` with the shared tiny ``settings``; folders by name."""
+    from l2l_omniglot import resolve_config, train_and_evaluate
+
+    for name, (solver, overrides) in runs.items():
+        train_and_evaluate(resolve_config(solver, **settings, **overrides), omniglot, root / name)
+    return {name: root / name for name in runs}
+

@@ -7,11 +7,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from l2l_omniglot import resolve_config, train_and_evaluate
 from l2l_omniglot.cli import cli
 from l2l_omniglot.compare import ROW_KEYS, compare_rows, score_runs
 from l2l_omniglot.evaluation import PairedDifference, Score
 from l2l_omniglot.reporting import COMPARE_COLUMNS, table_cells
+from tests.conftest import train_tiny_runs
 
 TINY = dict(iterations=2, meta_batch=2, queries=1, val_every=2, val_tasks=2, eval_tasks=6, device="cpu",
             test_inner_steps=1)
@@ -24,12 +24,9 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, omniglot):
     """Three seeds of fomaml and one transfer run, tiny."""
-    root = tmp_path_factory.mktemp("seeds")
-    made = []
-    for name, solver, seed in (("f0", "fomaml", 0), ("f1", "fomaml", 1), ("f2", "fomaml", 2), ("t", "transfer", 0)):
-        train_and_evaluate(resolve_config(solver, seed=seed, **TINY), omniglot, root / name)
-        made.append(root / name)
-    return made
+    runs = {"f0": ("fomaml", {"seed": 0}), "f1": ("fomaml", {"seed": 1}), "f2": ("fomaml", {"seed": 2}),
+            "t": ("transfer", {"seed": 0})}
+    return list(train_tiny_runs(tmp_path_factory.mktemp("seeds"), omniglot, runs, **TINY).values())
 
 
 @pytest.fixture(scope="module")
