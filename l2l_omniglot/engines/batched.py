@@ -50,6 +50,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines.base import meta_parameter_list
 from l2l_omniglot.stats import StepStats, accuracy
 
 
@@ -143,10 +144,11 @@ def with_batch_norm(model: nn.Module, replacement: type) -> nn.Module:
 
 
 class BatchedEngine:
-    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool):
+    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool, meta_parameters=None):
         self.model = model
         self.inner_lr = inner_lr
         self.first_order = first_order
+        self.meta_parameters = meta_parameter_list(model, meta_parameters)
         self._second_order_model = with_batch_norm(model, BatchStatNorm2d)
         self._shared_weights_model = with_batch_norm(model, PerTaskBatchNorm2d)
         self._shared_norms = [m for m in self._shared_weights_model.modules() if isinstance(m, PerTaskBatchNorm2d)]
@@ -240,7 +242,7 @@ class BatchedEngine:
         logits = self._query_logits(tasks, steps, self.first_order)
         labels = tasks.query_y
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
-        loss.backward()
+        loss.backward(inputs=self.meta_parameters)
         return StepStats(loss.item(), accuracy(logits, labels))
 
     def adapted_query_logits(self, tasks: TaskBatch, steps: int, transductive: bool = True) -> torch.Tensor:

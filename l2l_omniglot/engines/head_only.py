@@ -41,6 +41,7 @@ from torch.func import functional_call, grad, vmap
 
 from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines.base import meta_parameter_list
 from l2l_omniglot.engines.batched import IMAGES_PER_CHUNK, PerTaskBatchNorm2d, with_batch_norm
 from l2l_omniglot.stats import StepStats, accuracy
 
@@ -61,8 +62,9 @@ def query_batches(tasks: TaskBatch, transductive: bool) -> list:
 class HeadOnlyLearnToLearnEngine:
     """learn2learn's ``MAML`` around ``model.head``; ``model.features`` runs once per task's support and query sets."""
 
-    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool):
+    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool, meta_parameters=None):
         self.model = model
+        self.meta_parameters = meta_parameter_list(model, meta_parameters)
         self.head = l2l.algorithms.MAML(model.head, lr=inner_lr, first_order=first_order)
 
     def _adapted_head(self, support_features, support_y, steps: int, first_order: bool):
@@ -82,7 +84,7 @@ class HeadOnlyLearnToLearnEngine:
             learner = self._adapted_head(support_features, tasks.support_y[t], steps, first_order)
             logits = learner(self.model.features(tasks.query_x[t]))
             loss = F.cross_entropy(logits, tasks.query_y[t])
-            (loss / len(tasks)).backward()
+            (loss / len(tasks)).backward(inputs=self.meta_parameters)
             total_loss += loss.item()
             total_accuracy += accuracy(logits, tasks.query_y[t])
         return StepStats(total_loss / len(tasks), total_accuracy / len(tasks))
@@ -108,10 +110,11 @@ class HeadOnlyLearnToLearnEngine:
 class HeadOnlyBatchedEngine:
     """Every task at once: the features in one shared-weights pass, then ``vmap``-ed head-only inner steps."""
 
-    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool):
+    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool, meta_parameters=None):
         self.model = model
         self.inner_lr = inner_lr
         self.first_order = first_order
+        self.meta_parameters = meta_parameter_list(model, meta_parameters)
         # The batched engine's twin: the same parameters, batch norm over a flat batch of tasks, each with its own
         # statistics, so the feature network runs once for the whole meta-batch.
         self._shared_weights_model = with_batch_norm(model, PerTaskBatchNorm2d)
@@ -153,7 +156,7 @@ class HeadOnlyBatchedEngine:
     def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
         logits = self._query_logits(tasks, steps, self.first_order, transductive=True)
         loss = F.cross_entropy(logits.flatten(0, 1), tasks.query_y.flatten())
-        loss.backward()
+        loss.backward(inputs=self.meta_parameters)
         return StepStats(loss.item(), accuracy(logits, tasks.query_y))
 
     def adapted_query_logits(self, tasks: TaskBatch, steps: int, transductive: bool = True) -> torch.Tensor:

@@ -16,13 +16,15 @@ import torch.nn.functional as F
 
 from l2l_omniglot._learn2learn import learn2learn as l2l
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines.base import meta_parameter_list
 from l2l_omniglot.stats import StepStats, accuracy
 from l2l_omniglot.threads import add_in_order, task_threads
 
 
 class LearnToLearnEngine:
-    def __init__(self, model: torch.nn.Module, inner_lr: float, first_order: bool):
+    def __init__(self, model: torch.nn.Module, inner_lr: float, first_order: bool, meta_parameters=None):
         self.maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
+        self.meta_parameters = meta_parameter_list(model, meta_parameters)
 
     def _adapted(self, support_x, support_y, steps: int, first_order: bool):
         learner = self.maml.clone(first_order=first_order)
@@ -31,7 +33,7 @@ class LearnToLearnEngine:
         return learner
 
     def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
-        parameters = [p for p in self.maml.parameters() if p.requires_grad]
+        parameters = self.meta_parameters
 
         def task_gradient(t: int):
             learner = self._adapted(tasks.support_x[t], tasks.support_y[t], steps, self.maml.first_order)

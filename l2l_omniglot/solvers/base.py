@@ -152,18 +152,17 @@ class EngineSolver(GradientSolver):
             torch.nn.init.zeros_(self.model.head.bias)
             meta_parameters = list(self.model.features.parameters())
         self.optimizer = build_optimizer(meta_parameters, config)
-        self.engine = self.engines[options.engine](self.model, options.inner_lr, self.first_order_inner_loop())
+        # The engine differentiates for the meta-parameters only: a zero head adapts in the inner loop, but no
+        # meta-gradient is computed, accumulated or all-reduced for it.
+        self.engine = self.engines[options.engine](self.model, options.inner_lr, self.first_order_inner_loop(),
+                                                   meta_parameters=meta_parameters)
 
     def first_order_inner_loop(self) -> bool:
         """Whether the meta-gradient drops the derivatives through the inner steps."""
         raise NotImplementedError
 
     def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
-        stats = self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
-        if self.options.zero_head:
-            # The zero head is not meta-learned: whatever gradient reached it is dropped, not kept or all-reduced.
-            self.model.head.weight.grad = self.model.head.bias.grad = None
-        return stats
+        return self.engine.accumulate_meta_gradient(tasks.to(self.device), self.options.train_inner_steps)
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         check_ways(self.config.ways, tasks.ways)

@@ -29,7 +29,7 @@ def meta_gradient(solver_class, tasks):
     solver = solver_class(small_config(solver_class.name))
     solver.optimizer.zero_grad()
     solver.accumulate_meta_gradient(tasks)
-    # The zero head is not meta-learned: its gradient is dropped, not kept for an all-reduce.
+    # The zero head is not meta-learned: the engine computes no gradient for it, so none is all-reduced.
     assert solver.model.head.weight.grad is None and solver.model.head.bias.grad is None
     return torch.cat([p.grad.flatten() for p in solver.model.features.parameters()]), solver
 
