@@ -310,7 +310,8 @@ def run_options(function):
         shared("lr_schedule", click.Choice(LR_SCHEDULES), "Meta learning rate: cosine-annealed to zero over the "
                                                           "run, or constant."),
         shared("split", click.Choice(SPLITS), "Class split."),
-        shared("augment", click.Choice(AUGMENTS), "Meta-train augmentation; rotate adds 90/180/270-degree classes."),
+        shared("augment", click.Choice(AUGMENTS), "Meta-train augmentation: rotate adds 90/180/270-degree classes; "
+                                                  "distort draws each image under a small random affine map."),
         shared("eval_tasks", int, "Fixed test tasks."),
         shared("val_tasks", int, "Fixed validation tasks."),
         shared("val_every", int, "Validate every N iterations."),

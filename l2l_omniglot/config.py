@@ -21,7 +21,7 @@ import torch
 
 from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE
 from l2l_omniglot.data.splits import SPLITS
-from l2l_omniglot.data.tasks import AUGMENTS, check_task_shape
+from l2l_omniglot.data.tasks import augmentations, check_task_shape
 from l2l_omniglot.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -104,8 +104,7 @@ class RunConfig:
             raise ConfigError(f"--image-size must be at least 16 for the 4-block network (got {self.image_size})")
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}; use one of {', '.join(SPLITS)}")
-        if self.augment not in AUGMENTS:
-            raise ConfigError(f"unknown augment {self.augment!r}; use one of {', '.join(AUGMENTS)}")
+        augmentations(self.augment)  # refuses an unknown value
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
         if self.device not in DEVICES:

@@ -9,7 +9,9 @@ numbers from every other.
 """
 from __future__ import annotations
 
+import math
 import os
+import random
 import stat
 import struct
 import warnings
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as image_ops
 
 from l2l_omniglot.errors import DataError
 
@@ -57,6 +60,27 @@ def to_uint8(image: Image.Image, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
 def to_float(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 images ``[..., H, W]`` to float ``[..., 1, H, W]`` in ``[0, 1]``, ink = 1."""
     return pixels.unsqueeze(-3).float().div_(255.0)
+
+
+#: The small random affine maps of ``--augment distort``, after Koch, Zemel and Salakhutdinov (2015, Siamese
+#: networks on Omniglot): rotation within +-10 degrees, shear within +-0.3 radians on each axis, scale in
+#: [0.8, 1.2], and a shift of up to 2 of Omniglot's 105 pixels. A distorted drawing stands for another hand
+#: drawing the same character, not for a new character.
+DISTORTION_DEGREES = 10.0
+DISTORTION_SHEAR = 0.3
+DISTORTION_SCALE = (0.8, 1.2)
+DISTORTION_SHIFT = 2 / 105
+
+
+def distort(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """``image [1, S, S]`` (ink = 1) under one random affine map of the ranges above, drawn from ``rng``."""
+    shear = math.degrees(DISTORTION_SHEAR)
+    shift = DISTORTION_SHIFT * image.shape[-1]
+    return image_ops.affine(image, angle=rng.uniform(-DISTORTION_DEGREES, DISTORTION_DEGREES),
+                            translate=[rng.uniform(-shift, shift), rng.uniform(-shift, shift)],
+                            scale=rng.uniform(*DISTORTION_SCALE),
+                            shear=[rng.uniform(-shear, shear), rng.uniform(-shear, shear)],
+                            interpolation=image_ops.InterpolationMode.BILINEAR, fill=0.0)
 
 
 class ImageTooLarge(ValueError):

@@ -3,7 +3,9 @@
 A phase of a split (its characters) becomes a :class:`CharacterImages`
 dataset, with each character's quarter-turns as classes of their own when
 the split says so (``vinyals``) or, for meta-train only, with ``--augment
-rotate``. learn2learn's ``MetaDataset`` indexes it by class, and a
+rotate``; ``--augment distort`` draws every meta-train image under a small
+random affine map (:func:`~l2l_omniglot.data.images.distort`), and
+``rotate+distort`` does both. learn2learn's ``MetaDataset`` indexes it by class, and a
 ``TaskDataset`` with the transforms ``FusedNWaysKShots`` (N classes, K + Q
 images each), ``LoadData``, ``RemapLabels`` (task-local labels 0..N-1, in a
 random order) and ``ConsecutiveLabels`` describes and loads each task.
@@ -24,12 +26,19 @@ from typing import Iterator, Optional
 import torch
 
 from l2l_omniglot._learn2learn import learn2learn as l2l
-from l2l_omniglot.data.images import to_float
+from l2l_omniglot.data.images import distort, to_float
 from l2l_omniglot.data.omniglot import IMAGES_PER_CHARACTER
 from l2l_omniglot.data.splits import ROTATIONS
 from l2l_omniglot.errors import ConfigError
 
-AUGMENTS = ("none", "rotate")
+AUGMENTS = ("none", "rotate", "distort", "rotate+distort")
+
+
+def augmentations(augment: str) -> set:
+    """The parts of an ``--augment`` value: ``"rotate+distort"`` is ``{"rotate", "distort"}``."""
+    if augment not in AUGMENTS:
+        raise ConfigError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
+    return set(augment.split("+")) - {"none"}
 
 
 class CharacterImages(torch.utils.data.Dataset):
@@ -147,11 +156,19 @@ def check_task_shape(ways: int, shots: int, queries: int, available_classes: Opt
 
 
 class TaskSampler:
-    """Samples tasks of one shape from a :class:`CharacterImages` with learn2learn."""
+    """Samples tasks of one shape from a :class:`CharacterImages` with learn2learn.
 
-    def __init__(self, dataset: CharacterImages, ways: int, shots: int, queries: int, phase: str = "split"):
+    With ``distort`` every image of a task is drawn under its own random
+    affine map (:func:`~l2l_omniglot.data.images.distort`), from the task's
+    own random stream, so a task is still a function of its seed, iteration
+    and index.
+    """
+
+    def __init__(self, dataset: CharacterImages, ways: int, shots: int, queries: int, phase: str = "split",
+                 distort: bool = False):
         check_task_shape(ways, shots, queries, dataset.num_classes, phase)
         self.dataset = dataset
+        self.distort = distort
         self.ways, self.shots, self.queries = ways, shots, queries
         self.meta = l2l.data.MetaDataset(dataset, labels_to_indices=dataset.labels_to_indices)
         transforms = [
@@ -176,6 +193,9 @@ class TaskSampler:
         x, y = x[order], y[order]
         per_class_items = description[::per_class]  # the description is in the images' order
         classes = torch.tensor([self.meta.indices_to_labels[item.index] for item in per_class_items])[order]
+        if self.distort:
+            # The random module was just seeded for this task (sample), so its distortions are fixed too.
+            x = torch.stack([distort(image, random) for image in x.flatten(0, 1)]).view_as(x)
         sx, qx = x[:, :self.shots].flatten(0, 1), x[:, self.shots:].flatten(0, 1)
         sy, qy = y[:, :self.shots].flatten(), y[:, self.shots:].flatten()
         return TaskBatch(sx[None], sy[None], qx[None], qy[None], classes[None])
@@ -214,17 +234,18 @@ def phase_samplers(omniglot, split, ways: int, shots: int, queries: int, augment
 
     A split with ``rotated_classes`` (``vinyals``) rotates every phase: its
     validation and test classes are rotations too, as in the published
-    results that use it. ``augment="rotate"`` would add nothing there, and is
-    refused rather than silently ignored.
+    results that use it. Rotation as an augmentation would add nothing there,
+    and is refused rather than silently ignored.
     """
-    if augment not in AUGMENTS:
-        raise ConfigError(f"unknown augment {augment!r}; use one of {', '.join(AUGMENTS)}")
-    if augment == "rotate" and split.rotated_classes:
-        raise ConfigError(f"the {split.name} split already has rotations as classes; drop --augment rotate")
+    parts = augmentations(augment)
+    if "rotate" in parts and split.rotated_classes:
+        raise ConfigError(f"the {split.name} split already has rotations as classes; drop rotate from --augment")
     images, labels = omniglot.all_images()
     samplers = {}
     for phase in phases:
-        rotate = split.rotated_classes or (augment == "rotate" and phase == "train")
+        training = phase == "train"
+        rotate = split.rotated_classes or ("rotate" in parts and training)
         dataset = CharacterImages(images, labels, split.phase(phase), rotate=rotate)
-        samplers[phase] = TaskSampler(dataset, ways, shots, queries, phase=f"{split.name} {phase} phase")
+        samplers[phase] = TaskSampler(dataset, ways, shots, queries, phase=f"{split.name} {phase} phase",
+                                      distort="distort" in parts and training)
     return samplers

@@ -64,6 +64,29 @@ def test_rotation_applies_to_meta_train_only(omniglot, lake_split):
     assert samplers["test"].dataset.num_classes == len(lake_split.test)
 
 
+def test_distortion_redraws_meta_train_images_only_and_keeps_their_classes(omniglot, lake_split):
+    plain = phase_samplers(omniglot, lake_split, 5, 1, 2)
+    distorted = phase_samplers(omniglot, lake_split, 5, 1, 2, augment="distort")
+    a, b = plain["train"].sample(0, 3, 4), distorted["train"].sample(0, 3, 4)
+    assert torch.equal(a.classes, b.classes) and torch.equal(a.support_y, b.support_y)
+    assert torch.equal(a.query_y, b.query_y)
+    difference = (a.support_x - b.support_x).abs().flatten(1).mean(dim=1)
+    assert bool((difference > 0).all())  # every task's images moved
+    # A small map of the same drawing: the ink stays within the [0, 1] range and keeps most of its amount.
+    assert float(b.support_x.min()) >= 0.0 and float(b.support_x.max()) <= 1.0
+    ink_ratio = b.support_x.flatten(2).sum(-1) / a.support_x.flatten(2).sum(-1)
+    assert 0.5 < float(ink_ratio.min()) and float(ink_ratio.max()) < 1.6
+    assert torch.equal(b.support_x, distorted["train"].sample(0, 3, 4).support_x)  # a function of the seed
+    assert not torch.equal(b.support_x, distorted["train"].sample(1, 3, 4).support_x)
+    for phase in ("val", "test"):
+        assert torch.equal(plain[phase].sample(0, 1, 2).query_x, distorted[phase].sample(0, 1, 2).query_x)
+
+
+def test_rotate_and_distort_combine(omniglot, lake_split):
+    samplers = phase_samplers(omniglot, lake_split, 5, 1, 1, augment="rotate+distort", phases=("train",))
+    assert samplers["train"].dataset.num_classes == 4 * len(lake_split.train) and samplers["train"].distort
+
+
 @pytest.mark.parametrize("ways,shots,queries,message", [
     (1, 1, 1, "--ways must be at least 2"),
     (700, 1, 1, "exceeds the 659 classes"),

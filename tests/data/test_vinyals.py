@@ -75,10 +75,15 @@ def test_evaluation_tasks_draw_rotated_classes(omniglot, vinyals, phase, stream)
                 assert (turned == image).flatten(1).all(dim=1).any()
 
 
-def test_augment_rotate_is_refused(omniglot, vinyals):
+@pytest.mark.parametrize("augment", ["rotate", "rotate+distort"])
+def test_augment_rotate_is_refused(omniglot, vinyals, augment):
     with pytest.raises(ConfigError) as error:
-        phase_samplers(omniglot, vinyals, 5, 1, 1, augment="rotate")
-    assert str(error.value) == "the vinyals split already has rotations as classes; drop --augment rotate"
+        phase_samplers(omniglot, vinyals, 5, 1, 1, augment=augment)
+    assert str(error.value) == "the vinyals split already has rotations as classes; drop rotate from --augment"
+
+
+def test_augment_distort_is_allowed(omniglot, vinyals):
+    assert phase_samplers(omniglot, vinyals, 5, 1, 1, augment="distort", phases=("train",))["train"].distort
 
 
 def test_ways_are_checked_against_the_rotated_classes(omniglot, vinyals):
