@@ -76,15 +76,14 @@ def read_json(path: Path):
 
 
 def load_runs(paths: list) -> list:
-    from l2l_omniglot.compare import read_result
+    from l2l_omniglot.compare import read_result, run_label
     from l2l_omniglot.config import RunConfig
-    from l2l_omniglot.solvers import solver_label
 
     runs = []
     for run_dir in find_runs(paths):
         config = RunConfig.from_dict(read_json(run_dir / "config.json"))
         lake20 = run_dir / "lake20.json"
-        label = solver_label(config) + (f" +{config.augment}" if config.augment != "none" else "")
+        label = run_label(config)
         result = read_result(run_dir)
         runs.append({"dir": run_dir, "config": config, "label": label, "result": result,
                      "lake20": read_json(lake20) if lake20.is_file() else None, "evaluated": False})
@@ -216,7 +215,7 @@ def lake20_table(groups: list) -> tuple:
     title = ("**Lake's 20-way one-shot runs** (`all_runs.zip`: 20 runs of 20 one-shot classes and 20 test items, "
              "drawings of 200 evaluation-set characters; only models that saw none of them). Error rate; one run: "
              "± 95% CI over the 20 runs; several seeds: ± std across seeds (min–max).")
-    header = ["model", "split", "seeds", "error (20 runs)", "source"]
+    header = ["model", "split", "trained", "seeds", "error (20 runs)", "source"]
     cells, rows = [], []
     for runs in groups:
         errors = [run["lake20"]["error"] for run in runs]
@@ -225,10 +224,12 @@ def lake20_table(groups: list) -> tuple:
                "error": spread(errors), "error_ci95": runs[0]["lake20"].get("error_ci95") if len(runs) == 1 else None,
                "runs": [str(run["dir"]) for run in runs]}
         rows.append(row)
-        cells.append([row["solver"], config.split, len(runs), cell(errors, row["error_ci95"], percent=True),
+        trained = f"{config.ways}-way {config.shots}-shot, {config.iterations} iterations"
+        row["trained"] = trained
+        cells.append([row["solver"], config.split, trained, len(runs), cell(errors, row["error_ci95"], percent=True),
                       "this project: " + ", ".join(f"`{run['dir'].name}`" for run in runs)])
     for name, error, source in LAKE20_REFERENCES:
-        cells.append([name, "-", "-", f"{100 * error:.1f}%", source])
+        cells.append([name, "-", "-", "-", f"{100 * error:.1f}%", source])
         rows.append({"solver": name, "error": {"mean": error}, "source": source})
     return title + "\n\n" + markdown(header, cells), rows
 

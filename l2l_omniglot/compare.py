@@ -62,6 +62,12 @@ def train_isolated(config: RunConfig, data_root, out_dir: Path,
     return json.loads((Path(out_dir) / "result.json").read_text())
 
 
+def run_label(config: RunConfig) -> str:
+    """How tables name a run: its solver's label, and its augmentation if any (``fomaml +rotate``)."""
+    augment = f" +{config.augment}" if config.augment != "none" else ""
+    return f"{solver_label(config)}{augment}"
+
+
 @dataclass
 class ScoredRun:
     run_dir: Path
@@ -71,8 +77,7 @@ class ScoredRun:
 
     @property
     def label(self) -> str:
-        augment = f" +{self.config.augment}" if self.config.augment != "none" else ""
-        return f"{solver_label(self.config)}{augment}"
+        return run_label(self.config)
 
 
 def load_run(run_dir: Path, device="cpu") -> tuple:

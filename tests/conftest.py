@@ -88,3 +88,12 @@ def train_tiny_runs(root: Path, omniglot, runs: dict, **settings) -> dict:
         train_and_evaluate(resolve_config(solver, **settings, **overrides), omniglot, root / name)
     return {name: root / name for name in runs}
 
+
+
+def invoke(*args):
+    """Run the ``omnimeta`` command line in this process with ``args`` (any objects, as strings)."""
+    from click.testing import CliRunner
+
+    from l2l_omniglot.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

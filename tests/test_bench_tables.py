@@ -87,8 +87,9 @@ def test_results_table_groups_seeds_and_names_its_tasks(runs, data_root, tmp_pat
     assert "vinyals_w20 left out of the lake20 table: this model saw 78 of the 200 characters" in finished.stderr
     scored = [row for row in tables["lake20"] if "runs" in row]
     assert len(scored) == 1 and scored[0]["split"] == "lake"
-    for reference in ("humans | - | - | 4.5%", "(BPL) | - | - | 3.3%", "Prototypical Networks | - | - | 13.7%",
-                      "Siamese convolutional network | - | - | 8.0%"):
+    assert scored[0]["trained"] == "20-way 1-shot, 2 iterations"
+    for reference in ("humans | - | - | - | 4.5%", "(BPL) | - | - | - | 3.3%",
+                      "Prototypical Networks | - | - | - | 13.7%", "Siamese convolutional network | - | - | - | 8.0%"):
         assert reference in text
     again = script("bench/results_table.py", runs / "runs")  # lake20.json is now read, not recomputed
     assert again.returncode == 0 and "**Lake's 20-way" in again.stdout

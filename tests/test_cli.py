@@ -4,17 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from l2l_omniglot.cli import cli
-from tests.conftest import REPO
+from tests.conftest import REPO, invoke
 
 TINY = ["--iterations", "3", "--meta-batch", "2", "--queries", "1", "--val-every", "3", "--val-tasks", "4",
         "--eval-tasks", "5", "--device", "cpu", "--test-inner-steps", "3"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_data_info_json_reports_the_published_counts(data_root):

@@ -4,19 +4,13 @@ import json
 import struct
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from l2l_omniglot.cli import cli
-from tests.conftest import REPO
+from tests.conftest import REPO, invoke
 
 TINY = ["--iterations", "4", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "4",
         "--eval-tasks", "12", "--device", "cpu", "--test-inner-steps", "3"]
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,14 @@ import statistics
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from l2l_omniglot.cli import cli
 from l2l_omniglot.compare import ROW_KEYS, compare_rows, score_runs
 from l2l_omniglot.evaluation import PairedDifference, Score
 from l2l_omniglot.reporting import COMPARE_COLUMNS, table_cells
-from tests.conftest import train_tiny_runs
+from tests.conftest import invoke, train_tiny_runs
 
 TINY = dict(iterations=2, meta_batch=2, queries=1, val_every=2, val_tasks=2, eval_tasks=6, device="cpu",
             test_inner_steps=1)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

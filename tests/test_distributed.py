@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from l2l_omniglot import load_omniglot, make_solver, resolve_config, train_and_evaluate
-from l2l_omniglot.cli import cli
 from l2l_omniglot.distributed import Ranks, free_port, task_shard
 from l2l_omniglot.training import Benchmark
 from l2l_omniglot.models import ConvNet
-from tests.conftest import REPO
+from tests.conftest import REPO, invoke
 
 #: Meta-batch 32, 5 steps (the issue's setting), and few, quick evaluation tasks.
 SETTING = dict(solver="fomaml", iterations=5, meta_batch=32, queries=1, val_every=5, val_tasks=6, eval_tasks=12,
@@ -328,10 +326,6 @@ def test_sigterm_to_the_launcher_stops_and_saves_without_a_restart(data_root, tm
     assert line.endswith(f"Continue with: omnimeta run --resume {out}")
     assert not (out / "restarts.jsonl").exists()
     assert_all_gone([launcher.pid, *processes], set())
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize("args,message", [

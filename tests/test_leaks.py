@@ -3,22 +3,16 @@ and predict warns when a model trained on evaluation-set characters (HW15 folder
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from l2l_omniglot import load_omniglot, make_split, resolve_config
-from l2l_omniglot.cli import cli
 from l2l_omniglot.data.testsets import lake_run_characters
 from l2l_omniglot.errors import ConfigError, DataError
 from l2l_omniglot.leaks import check_lake20_clean, evaluation_overlap, seen_characters
-from tests.conftest import REPO, train_tiny_runs
+from tests.conftest import REPO, invoke, train_tiny_runs
 
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
 TINY = dict(iterations=2, meta_batch=1, queries=1, val_every=2, val_tasks=2, eval_tasks=2, device="cpu",
             test_inner_steps=1)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

@@ -23,23 +23,16 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from l2l_omniglot.atomic import write_json
 from l2l_omniglot.data.omniglot import _read_cache, decode_set, find_source, load_omniglot
 from l2l_omniglot.data.testsets import read_answers, read_hw15_folder, read_lake_runs, write_submission
 from l2l_omniglot.errors import ConfigError, OmnimetaError
-from tests.conftest import REPO, character_png
+from tests.conftest import REPO, character_png, invoke
 
 TINY = ["--iterations", "2", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "3",
         "--eval-tasks", "3", "--device", "cpu", "--test-inner-steps", "3"]
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample" / "Omniglot-test"
-
-
-def invoke(*args):
-    from l2l_omniglot.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def snapshot(folder):
@@ -219,7 +212,7 @@ CLI_CASES = [
     ("out is a file", lambda w: w.run + ["--out", w.file()], "is a file"),
     ("out not writable", lambda w: w.run + ["--out", "/proc/omnimeta-run"], "is not writable"),
     ("predict -o in a missing folder", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.tmp / "nowhere" / "o.csv"],
-     f"the folder {{tmp}}/nowhere does not exist; create it or choose another path"),
+     "the folder {tmp}/nowhere does not exist; create it or choose another path"),
     ("predict -o is a folder", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.folder("out")],
      "-o {tmp}/out is a folder; give a file path"),
     ("predict -o exists", lambda w: ["predict", w.folder(), SAMPLE, "-o", w.file("o.csv")],

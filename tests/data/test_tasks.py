@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_omniglot.data.tasks import TEST_STREAM, CharacterImages, TaskSampler, fixed_tasks, phase_samplers
+from l2l_omniglot.data.tasks import TEST_STREAM, CharacterImages, fixed_tasks, phase_samplers
 from l2l_omniglot.errors import ConfigError
 
 
