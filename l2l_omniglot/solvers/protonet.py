@@ -49,6 +49,8 @@ Example::
 
     omnimeta run --solver protonet
     omnimeta run --solver protonet --option train_ways=60 --option batch_norm=task
+    omnimeta run --solver protonet --ways 20 --augment rotate --out RUN   # for Lake's 20-way runs:
+    omnimeta evaluate RUN --benchmark lake20                              # docs/results.md
 
 or from Python::
 
