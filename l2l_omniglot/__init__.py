@@ -26,14 +26,16 @@ from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
 from l2l_omniglot.models import ConvNet
 from l2l_omniglot.solvers import (SOLVERS, BaseSolver, Solver, SolverOptions, make_solver, option, register_solver,
                                   resolve_config)
-from l2l_omniglot.training import (Benchmark, RunCallbacks, RunRequest, Trainer, resume_training, run_training,
-                                   train_and_evaluate)
+from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.run_folder import RunFolder
+from l2l_omniglot.run_tasks import RunTasks
+from l2l_omniglot.training import RunCallbacks, Trainer, resume_training, train_and_evaluate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BaseSolver", "Benchmark", "ConfigError", "ConvNet", "DataError", "OmnimetaError", "PairedDifference",
-    "RunCallbacks", "RunConfig", "RunRequest", "SOLVERS", "Score", "Solver", "SolverOptions", "TaskBatch",
+    "BaseSolver", "ConfigError", "ConvNet", "DataError", "OmnimetaError", "PairedDifference",
+    "RunCallbacks", "RunConfig", "RunFolder", "RunRequest", "RunTasks", "SOLVERS", "Score", "Solver", "SolverOptions", "TaskBatch",
     "TaskSampler", "Trainer", "download_omniglot", "fixed_tasks", "load_omniglot", "make_solver", "make_split",
     "option", "per_task_accuracy", "phase_samplers", "register_solver", "resolve_config", "resume_training",
     "run_training", "train_and_evaluate",

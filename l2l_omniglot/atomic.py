@@ -127,7 +127,7 @@ def append_text(path: os.PathLike, text: str) -> None:
     """Append ``text`` to ``path`` (a log such as ``metrics.jsonl``); a failed write is one WriteError line.
 
     Appending is not atomic: a kill or a full disk can leave the last line torn,
-    which the readers of such logs drop (see ``training.metric_lines_up_to``).
+    which the readers of such logs drop (see ``run_folder.metric_lines_up_to``).
     """
     path = Path(path)
     try:

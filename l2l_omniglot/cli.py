@@ -34,8 +34,10 @@ from l2l_omniglot.reporting import compare_table, write_compare_files
 from l2l_omniglot.scoring import BENCHMARKS, check_evaluate_options, evaluate_run, predict_folder
 from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
 from l2l_omniglot.threads import use_threads
-from l2l_omniglot.training import (Interrupted, RunCallbacks, RunFolderLock, RunRequest, check_out_dir,
-                                   load_saved_state, run_training)
+from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.run_folder import Interrupted, RunFolderLock, check_out_dir
+from l2l_omniglot.run_state import load_saved_state
+from l2l_omniglot.training import RunCallbacks
 
 console = Console(stderr=True)
 

@@ -28,7 +28,8 @@ from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
 from l2l_omniglot.solvers import solver_label
-from l2l_omniglot.training import Benchmark, RunRequest, run_training
+from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.run_tasks import RunTasks
 
 #: What must agree for two runs to be scored on the same tasks.
 TASK_KEYS = ("ways", "shots", "queries", "split", "image_size")
@@ -101,7 +102,7 @@ def score_runs(run_dirs: list, omniglot, eval_tasks: Optional[int] = None, devic
             raise ConfigError(f"{run_dir} differs from {runs[0][0]} in {', '.join(differ)}; "
                               f"compare runs of the same task shape")
     shape = RunConfig.from_dict({**reference.to_dict(), "eval_tasks": eval_tasks or reference.eval_tasks})
-    tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
+    tasks = RunTasks.build(shape, omniglot, phases=("test",)).test_tasks
     scored = []
     for run_dir, config, solver in runs:
         result = read_result(run_dir)

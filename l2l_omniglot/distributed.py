@@ -11,6 +11,14 @@ parameters. DistributedDataParallel is not used: its gradient hooks do not
 follow learn2learn's ``clone()`` and ``autograd.grad``, so the all-reduce is
 explicit (:meth:`Ranks.meta_train_step`).
 
+What the ranks need of a solver is a contract of its own,
+:class:`~l2l_omniglot.solvers.base.SplittableSolver`: ``model``,
+``optimizer``, ``meta_parameters()`` (whose gradients are all-reduced),
+``accumulate_meta_gradient`` and ``shared_state()``, the state besides the
+meta-parameters that ranks keep equal after every step (batch-norm running
+statistics). It is checked before a distributed run starts
+(:func:`check_splittable`, :func:`check_rank_members`).
+
 The fixed validation and test tasks are split the same way and the per-task
 accuracies gathered back in task order, so a score is over exactly the tasks a
 single process would use. Rank 0 alone writes files and draws progress.
@@ -18,36 +26,30 @@ single process would use. Rank 0 alone writes files and draws progress.
 A rank learns its place from torchrun's environment (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). ``omnimeta run --nproc N``
 starts N local ranks with PyTorch's own elastic launcher, the one torchrun
-uses (:func:`launch_local_ranks`), so the same variables, rendezvous, failure
-detection and restarts apply: when a rank dies the agent stops the others and
-starts the group again, and each rank continues from the run folder's last
-saved state. The backend is gloo on the CPU and nccl on GPUs, one GPU per rank.
+uses (:mod:`l2l_omniglot.local_ranks`), so the same variables, rendezvous,
+failure detection and restarts apply: when a rank dies the agent stops the
+others and starts the group again, and each rank continues from the run
+folder's last saved state. The backend is gloo on the CPU and nccl on GPUs,
+one GPU per rank.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
-import logging
 import os
 import signal
-import socket
-import tempfile
 import threading
 import time
-import uuid
 from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
-from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from l2l_omniglot.config import resolve_device
 from l2l_omniglot.errors import ConfigError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import per_task_accuracy
+from l2l_omniglot.solvers.base import SharedState, missing_rank_members
 from l2l_omniglot.stats import StepStats
-from l2l_omniglot.threads import rank_environment
 
 BACKENDS = ("auto", "gloo", "nccl")
 #: Signals that ask a run to stop and save: Ctrl-C, and SIGTERM from job schedulers and container runtimes.
@@ -56,8 +58,6 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_TIMEOUT_S = 120.0
 #: The longest wait a user may ask for (a week): far beyond any rendezvous, and within what timedelta can hold.
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
-#: Seconds a local rank that lost its peers waits for the launcher to stop it (see :func:`wait_to_be_stopped`).
-SIBLING_GRACE_S = 5.0
 #: A stop signal repeated within this many seconds is the same request: a Ctrl-C in a terminal reaches the
 #: launcher and every rank, and the launcher passes it on to the ranks once more.
 REPEATED_SIGNAL_S = 1.0
@@ -113,9 +113,22 @@ def check_splittable(config, world_size: int, solver_class: type) -> None:
     if world_size > config.meta_batch:
         raise ConfigError(f"--nproc {world_size} is larger than --meta-batch {config.meta_batch}: every rank needs "
                           f"at least one task of each meta-batch; lower --nproc or raise --meta-batch")
-    if world_size > 1 and not callable(getattr(solver_class, "accumulate_meta_gradient", None)):
-        raise ConfigError(f"the {config.solver} solver cannot split a meta-batch across ranks: it has no per-task "
+    if world_size > 1:
+        check_rank_members(solver_class, config.solver)
+
+
+def check_rank_members(solver, name: str) -> None:
+    """Refuse a solver (a class: its methods; a built one: also ``model`` and ``optimizer``) that ranks cannot share.
+
+    The members are those of :class:`~l2l_omniglot.solvers.base.SplittableSolver` (docs/solvers.md).
+    """
+    missing = missing_rank_members(solver)
+    if "accumulate_meta_gradient" in missing:
+        raise ConfigError(f"the {name} solver cannot split a meta-batch across ranks: it has no per-task "
                           f"meta-gradient (accumulate_meta_gradient), so run it in one process")
+    if missing:
+        raise ConfigError(f"the {name} solver cannot split a meta-batch across ranks: it lacks "
+                          f"{', '.join(missing)} (see docs/solvers.md, several ranks), so run it in one process")
 
 
 def choose_backend(device_name: str, backend: str, local_rank: int) -> tuple:
@@ -237,6 +250,16 @@ class Ranks:
     def stop_requested(self) -> bool:
         return self._stop_requested
 
+    def request_stop(self) -> None:
+        """Ask every rank to stop after the same iteration, as a first Ctrl-C does (a callback's way to stop).
+
+        In one process the loop stops after this iteration (:attr:`stop_agreed` at once); across ranks the
+        request rides on the next step's all-reduce, and all ranks stop after that step.
+        """
+        self._stop_requested = True
+        if not self.distributed:
+            self.stop_agreed = True
+
     def _on_interrupt(self, signum, frame) -> None:
         # A rank stopped alone would leave its peers waiting in a collective; so the first signal only asks,
         # every rank stops after the same iteration (see meta_train_step), and a second one stops at once.
@@ -296,18 +319,18 @@ class Ranks:
             stats = solver.meta_train_step(tasks)
             self.stop_agreed = self._stop_requested
             return stats
+        shared = solver.shared_state()
+        counts_before = [count.clone() for count in shared.counted]
         solver.optimizer.zero_grad()
         local = solver.accumulate_meta_gradient(tasks)
+        self._share_state(shared, counts_before)
         share = len(tasks) / meta_batch
-        gradients = [p.grad for p in solver.model.parameters() if p.grad is not None]
+        gradients = [p.grad for p in solver.meta_parameters() if p.grad is not None]
         # One flat buffer, one all-reduce: the sum over ranks of share x (mean over the rank's tasks) is the
         # mean over all tasks, whatever the shard sizes.
         flat = torch.cat([g.flatten() for g in gradients]) * share
         self._collective(dist.all_reduce, flat)
-        offset = 0
-        for gradient in gradients:
-            gradient.copy_(flat[offset:offset + gradient.numel()].view_as(gradient))
-            offset += gradient.numel()
+        self._copy_back(flat, gradients)
         # The reported loss and accuracy are global means too (float64, so one and N ranks log alike), and the
         # stop flag rides along so that all ranks agree on the iteration after which to stop.
         stats = torch.tensor([local.loss * share, local.accuracy * share, float(self._stop_requested)],
@@ -316,6 +339,30 @@ class Ranks:
         solver.optimizer.step()
         self.stop_agreed = bool(stats[2].item() > 0)
         return StepStats(stats[0].item(), stats[1].item())
+
+    def _share_state(self, shared: SharedState, counts_before: list) -> None:
+        """Every rank keeps the ranks' mean of ``shared.averaged``, and ``shared.counted`` advanced by all ranks.
+
+        (Running statistics averaged so differ from one process's in the order of the moving-average updates
+        only; the counts of normalised batches add up, as in one process.)
+        """
+        if shared.averaged:
+            flat = torch.cat([t.flatten() for t in shared.averaged]) / self.world_size
+            self._collective(dist.all_reduce, flat)
+            self._copy_back(flat, shared.averaged)
+        if shared.counted:
+            added = torch.stack([after - before for after, before in zip(shared.counted, counts_before)])
+            self._collective(dist.all_reduce, added)
+            for count, before, more in zip(shared.counted, counts_before, added):
+                count.copy_(before + more)
+
+    @staticmethod
+    def _copy_back(flat: torch.Tensor, tensors) -> None:
+        """Cut a flat all-reduced buffer back into the ``tensors`` it was made of, in place."""
+        offset = 0
+        for tensor in tensors:
+            tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
 
     def per_task_accuracy(self, solver, tasks, progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
         """Each rank scores its shard of ``tasks``; every rank gets all accuracies, in task order."""
@@ -334,124 +381,3 @@ class Ranks:
         if shown is not None:
             shown.finish()
         return torch.cat([part[:size] for part, size in zip(gathered, sizes)]).cpu()
-
-
-
-
-def free_port() -> int:
-    """A TCP port that nothing listens on now (for tests that need an unreachable rendezvous)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# -- the local launcher (omnimeta run --nproc N) -------------------------------------------------------
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
-
-
-def wait_to_be_stopped(error: PeerLostError, seconds: float = SIBLING_GRACE_S) -> None:
-    """A local rank that lost its peers waits (at most ``seconds``) for the launcher to stop it.
-
-    When a rank dies its peers fail in their next collective at once, often
-    before the launcher's agent has noticed the death, and the agent reports
-    the first failed process it finds: a peer that exited at once could be
-    named instead of the rank that died. So the peer stays until the agent
-    stops it (SIGTERM, which now ends the process), or leaves at once if the
-    agent already asked.
-    """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    if not error.ranks.stop_requested:
-        time.sleep(seconds)
-
-
-@contextlib.contextmanager
-def _launcher_settings(nproc: int, threads: Optional[int] = None):
-    """What omnimeta sets around PyTorch's launcher, each for a reason (and undone afterwards)."""
-    environment = {
-        # N ranks of the default thread count would oversubscribe the cores N times over: each gets its share
-        # (or --threads), with the thread policy's wait settings (l2l_omniglot.threads).
-        **rank_environment(nproc, threads),
-        # By default the agent serves one store for every start of the group, and a restarted group's gloo can
-        # read the dead group's addresses from it and fail to connect (seen with torch 2.14; cf.
-        # pytorch/pytorch#135712). Unshared, rank 0 of each start hosts a new store on a port the agent picks.
-        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
-    }
-    saved_environment = {name: os.environ.get(name) for name in environment}
-    # The agent's INFO and WARNING lines, and its failure report, would bury the one line that matters. Some of
-    # its modules' loggers have a level of their own (elastic's get_logger), so each is quieted, not the parent.
-    quiet = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
-    loggers = [logging.getLogger(name) for name in quiet] + [
-        logger for name, logger in list(logging.Logger.manager.loggerDict.items())
-        if isinstance(logger, logging.Logger) and name.startswith(tuple(f"{prefix}." for prefix in quiet))]
-    saved_levels = [logger.level for logger in loggers]
-    # The agent installs its own handlers for these signals (stop the ranks, then raise) and leaves them.
-    saved_handlers = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGQUIT)}
-    os.environ.update(environment)
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        # The agent keeps each rank's error file in a log folder; by default a new /tmp/torchelastic_* per run.
-        with tempfile.TemporaryDirectory(prefix="omnimeta-ranks-") as log_dir:
-            yield DefaultLogsSpecs(log_dir=log_dir)
-    finally:
-        for name, value in saved_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for logger, level in zip(loggers, saved_levels):
-            logger.setLevel(level)
-        if threading.current_thread() is threading.main_thread():  # elsewhere the agent installs none
-            for signum, handler in saved_handlers.items():
-                if handler is not None:
-                    signal.signal(signum, handler)
-
-
-def launch_local_ranks(entrypoint: Callable, args: tuple, nproc: int, max_restarts: int = 0,
-                       resume_hint: str = "", threads: Optional[int] = None) -> object:
-    """Run ``entrypoint(*args)`` as ``nproc`` ranks on this machine with PyTorch's elastic launcher.
-
-    This is what ``torchrun --standalone --nproc-per-node N --max-restarts K``
-    does, as a library call (``torch.distributed.launcher.api.elastic_launch``):
-    a c10d rendezvous on a free local port, the rank variables in each worker's
-    environment, failure detection, and up to ``max_restarts`` restarts of the
-    whole group when a rank dies (``entrypoint`` must then continue from the
-    last saved state; ``TORCHELASTIC_RESTART_COUNT`` tells it which start it
-    is). ``threads``: torch threads per rank (default: the rank's share of
-    the cores, see :func:`l2l_omniglot.threads.rank_environment`). Ctrl-C or SIGTERM to this process is passed on to the ranks, which
-    stop after the current iteration and save; the agent waits up to 30 s for
-    them (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``). Returns rank 0's return value.
-
-    What omnimeta adds is in :func:`_launcher_settings` (threads per rank, an
-    unshared rendezvous store so that restarts work, quiet agent logs) and
-    here: the one line that says which rank failed and how to resume, as a
-    :class:`RankError`. A rank that exits with status 2 (a user error) or
-    130/143 (stopped by a signal) has printed why itself, and so has rank 0
-    when this process is stopped by a signal: then the launcher only exits
-    with that status.
-    """
-    with _launcher_settings(nproc, threads) as logs_specs:
-        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                              rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
-                              monitor_interval=0.1, start_method="spawn", logs_specs=logs_specs)
-        try:
-            return elastic_launch(config, entrypoint)(*args)[0]
-        except SignalException as error:
-            raise SystemExit(128 + int(error.sigval)) from None
-        except ChildFailedError as error:
-            rank, failure = error.get_first_failure()
-            if failure.exitcode in (2, 130, 143):
-                raise SystemExit(failure.exitcode) from None
-            # An exception in the rank (a bug: it printed its traceback) is in its error file.
-            raised = failure.message.get("message") if isinstance(failure.message, dict) else None
-            what = f"failed ({first_line(raised)})" if raised else describe_exit(failure.exitcode)
-            restarts = f" after {max_restarts} restart{'s' if max_restarts != 1 else ''}" if max_restarts else ""
-            raise RankError(f"rank {rank} of {nproc} {what}{restarts}; the other ranks were stopped. "
-                            f"{resume_hint}".strip()) from None

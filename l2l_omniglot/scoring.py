@@ -20,7 +20,7 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR, Score, per_task_accuracy
 from l2l_omniglot.leaks import check_lake20_clean, predict_leak_report
 from l2l_omniglot.solvers import solver_label
-from l2l_omniglot.training import Benchmark
+from l2l_omniglot.run_tasks import RunTasks
 
 BENCHMARKS = ("tasks", "lake20")
 
@@ -73,7 +73,7 @@ def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: 
                 "human_error": HUMAN_LAKE20_ERROR, "runs": len(errors)}
     shape = RunConfig.from_dict({**config.to_dict(), "ways": ways or config.ways, "shots": shots or config.shots,
                                  "eval_tasks": eval_tasks or config.eval_tasks}).validate()
-    tasks = Benchmark.build(shape, omniglot, phases=("test",)).test_tasks
+    tasks = RunTasks.build(shape, omniglot, phases=("test",)).test_tasks
     score = Score.of(per_task_accuracy(solver, tasks, progress=progress))
     return {"benchmark": "tasks", "solver": config.solver, "label": solver_label(config), "ways": shape.ways,
             "shots": shape.shots, "split": shape.split, "test_accuracy": score.accuracy, "test_ci95": score.ci95,

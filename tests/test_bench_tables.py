@@ -48,11 +48,11 @@ def test_test_steps_sweeps_on_validation_tasks_of_their_own(runs, data_root, omn
     assert "| test steps | transductive | val acc ± 95% CI (3 validation tasks) | seconds |" in finished.stdout
     assert "validation characters" in finished.stdout and "Best on validation" in finished.stdout
     # the tuning tasks are validation characters' tasks, but neither the run's validation list nor test tasks
-    from l2l_omniglot.training import Benchmark
+    from l2l_omniglot.run_tasks import RunTasks
 
     config = resolve_config("fomaml", **TINY)
     tuning = bench("test_steps").tuning_tasks(config, omniglot, 3)
-    fixed = Benchmark.build(resolve_config("fomaml", **{**TINY, "val_tasks": 3, "eval_tasks": 3}), omniglot,
+    fixed = RunTasks.build(resolve_config("fomaml", **{**TINY, "val_tasks": 3, "eval_tasks": 3}), omniglot,
                             phases=("val", "test"))
     assert not torch.equal(tuning.support_x, fixed.val_tasks.support_x)
     assert not torch.equal(tuning.support_x, fixed.test_tasks.support_x)

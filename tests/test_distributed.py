@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from l2l_omniglot import load_omniglot, make_solver, resolve_config, train_and_evaluate
-from l2l_omniglot.distributed import Ranks, free_port, task_shard
-from l2l_omniglot.training import Benchmark
+from l2l_omniglot.distributed import Ranks, task_shard
+from l2l_omniglot.local_ranks import free_port
+from l2l_omniglot.run_tasks import RunTasks
 from l2l_omniglot.models import ConvNet
 from tests.conftest import REPO, invoke
 
@@ -116,7 +117,7 @@ def meta_step_on_rank(rank: int, port: int, data_root: str, out: str) -> None:
 def first_meta_batch(omniglot, shard: range) -> tuple:
     config = resolve_config(**GRADIENT_SETTING)
     torch.manual_seed(0)
-    sampler = Benchmark.build(config, omniglot, phases=("train",)).samplers["train"]
+    sampler = RunTasks.build(config, omniglot, phases=("train",)).samplers["train"]
     return make_solver(config), sampler.sample(config.seed, 1, len(shard), first=shard.start)
 
 
@@ -366,3 +367,35 @@ def test_an_unreachable_rendezvous_is_one_line_and_exit_2_within_the_timeout(dat
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"Error: rank 1: could not join the 2 ranks at 127.0.0.1:{port} within 2 s")
     assert not (tmp_path / "run").exists()
+
+
+def test_what_ranks_need_of_a_solver_is_checked_before_a_distributed_run():
+    from l2l_omniglot import ConfigError, SOLVERS
+    from l2l_omniglot.distributed import check_rank_members, check_splittable
+
+    config = resolve_config("fomaml", meta_batch=4)
+    check_splittable(config, 2, SOLVERS["fomaml"])
+    check_splittable(config, 1, SOLVERS["transfer"])  # one process needs none of it
+
+    class WithoutSharedState(SOLVERS["fomaml"]):
+        shared_state = None
+
+    with pytest.raises(ConfigError, match="cannot split a meta-batch across ranks: it lacks shared_state"):
+        check_splittable(config, 2, WithoutSharedState)
+    solver = make_solver(config)
+    check_rank_members(solver, "fomaml")
+    solver.optimizer = None
+    with pytest.raises(ConfigError, match="it lacks optimizer"):
+        check_rank_members(solver, "fomaml")
+
+
+def test_the_state_ranks_share_is_the_running_statistics_only():
+    solver = make_solver(resolve_config("protonet"))
+    shared = solver.shared_state()
+    names = {id(buffer): name for name, buffer in solver.model.named_buffers()}  # the solver's live tensors
+    assert sorted(names[id(t)].rsplit(".", 1)[1] for t in shared.averaged) == ["running_mean"] * 4 + ["running_var"] * 4
+    assert [names[id(t)].rsplit(".", 1)[1] for t in shared.counted] == ["num_batches_tracked"] * 4
+    task = make_solver(resolve_config("protonet", options={"batch_norm": "task"})).shared_state()
+    assert task.averaged == () and task.counted == ()
+    maml = make_solver(resolve_config("fomaml")).shared_state()
+    assert maml.averaged == () and maml.counted == ()

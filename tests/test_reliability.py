@@ -443,7 +443,7 @@ def test_resume_writes_a_missing_config_json_again(trained, tmp_path):
 
 
 def test_one_writer_per_run_folder_and_no_stale_lock(tmp_path):
-    from l2l_omniglot.training import LOCK_FILE, RunFolderLock, check_out_dir
+    from l2l_omniglot.run_folder import LOCK_FILE, RunFolderLock, check_out_dir
 
     RunFolderLock.check(tmp_path)
     assert not (tmp_path / LOCK_FILE).exists()  # checking takes and makes nothing

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from l2l_omniglot import resolve_config, train_and_evaluate
-from l2l_omniglot.training import NumericalError, prepare_out_dir
+from l2l_omniglot import RunCallbacks, Trainer, resolve_config, resume_training, train_and_evaluate
+from l2l_omniglot.run_folder import Interrupted, prepare_out_dir
+from l2l_omniglot.training import NumericalError
 from l2l_omniglot.errors import ConfigError
 
 TINY = dict(iterations=4, meta_batch=2, queries=1, val_every=2, val_tasks=4, eval_tasks=6, device="cpu", test_inner_steps=3)
@@ -57,3 +58,54 @@ def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
     file.write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         prepare_out_dir(file)
+
+
+TEST_FIELDS = ("eval_seconds", "test_accuracy", "test_ci95", "test_tasks")
+
+
+def test_a_run_without_a_test_phase_never_builds_or_scores_test_tasks(omniglot, tmp_path):
+    config = resolve_config("fomaml", seed=3, **TINY)
+    trainer = Trainer(config, omniglot, tmp_path / "validated", test=False)
+    assert trainer.tasks.test_tasks is None and "test" not in trainer.tasks.samplers
+    validated = trainer.run()
+    assert not any(key in validated for key in TEST_FIELDS)
+    assert json.loads((tmp_path / "validated" / "result.json").read_text()) == validated
+    # Training and validation are those of a run with a test: the same numbers, less the test's.
+    tested = train_and_evaluate(config, omniglot, tmp_path / "tested")
+    assert without_times(validated) == {k: v for k, v in without_times(tested).items() if k not in TEST_FIELDS}
+    assert metrics(tmp_path / "validated") == metrics(tmp_path / "tested")
+
+
+class StopAtIteration(RunCallbacks):
+    """A script's early stop: KeyboardInterrupt from a callback."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_step(self, iteration, stats, seconds):
+        if iteration == self.iteration:
+            raise KeyboardInterrupt
+
+
+def test_a_callback_stops_a_run_after_its_iteration_and_the_resumed_run_ends_alike(omniglot, tmp_path):
+    config = resolve_config("fomaml", seed=4, **TINY)
+    with pytest.raises(Interrupted, match=f"at iteration 2; the state is saved. Continue with: omnimeta run "
+                                          f"--resume {tmp_path / 'stopped'}"):
+        train_and_evaluate(config, omniglot, tmp_path / "stopped", callbacks=StopAtIteration(2))
+    assert [m["iteration"] for m in metrics(tmp_path / "stopped")] == [1, 2]
+    assert not (tmp_path / "stopped" / ".omnimeta.lock").exists()  # the lock went with the run
+    resumed = resume_training(tmp_path / "stopped", omniglot)
+    whole = train_and_evaluate(config, omniglot, tmp_path / "whole")
+    assert without_times(resumed) == without_times(whole)
+    assert metrics(tmp_path / "stopped") == metrics(tmp_path / "whole")
+
+
+def test_a_run_without_a_folder_writes_nothing_and_a_stop_stays_a_keyboard_interrupt(omniglot, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = resolve_config("fomaml", **TINY)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train_and_evaluate(config, omniglot, callbacks=StopAtIteration(1))
+    assert not isinstance(stopped.value, Interrupted)
+    assert train_and_evaluate(config, omniglot)["test_tasks"] == TINY["eval_tasks"]
+    assert list(tmp_path.iterdir()) == []

@@ -6,12 +6,13 @@ this folder) and is found through the entry-point group ``omnimeta.solvers``
 """
 from __future__ import annotations
 
-from l2l_omniglot.solvers.base import (BaseSolver, EngineSolver, GradientSolver, Solver, StepStats, build_optimizer,
-                                       check_ways)
+from l2l_omniglot.solvers.base import (BaseSolver, EngineSolver, GradientSolver, SharedState, Solver,
+                                       SplittableSolver, StepStats, build_optimizer, check_ways)
 from l2l_omniglot.solvers.options import OptionSpec, SolverOptions, option
 from l2l_omniglot.solvers.registry import (ENTRY_POINT_GROUP, SOLVERS, describe_solvers, make_solver,
                                            register_solver, resolve_config, solver_class, solver_label)
 
-__all__ = ["BaseSolver", "ENTRY_POINT_GROUP", "EngineSolver", "GradientSolver", "OptionSpec", "SOLVERS", "Solver", "SolverOptions", "StepStats",
+__all__ = ["BaseSolver", "ENTRY_POINT_GROUP", "EngineSolver", "GradientSolver", "OptionSpec", "SOLVERS", "SharedState", "Solver", "SolverOptions",
+           "SplittableSolver", "StepStats",
            "build_optimizer", "check_ways", "describe_solvers", "make_solver", "option", "register_solver",
            "resolve_config", "solver_class", "solver_label"]

@@ -9,6 +9,7 @@ ships with omnimeta or in another package (see ``docs/solvers.md``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -23,6 +24,24 @@ from l2l_omniglot.stats import StepStats, accuracy
 #: What the registry checks on a solver class before it is used (a plugin missing one is reported by name).
 REQUIRED_MEMBERS = ("name", "description", "Options", "defaults", "meta_train_step", "predict", "state_dict",
                     "load_state_dict")
+#: What the ranks of a distributed run need besides (see :class:`SplittableSolver`); checked before one starts.
+RANK_METHODS = ("accumulate_meta_gradient", "meta_parameters", "shared_state")
+RANK_ATTRIBUTES = ("model", "optimizer")
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """State besides the meta-parameters that the ranks of a distributed run keep equal after every step.
+
+    ``averaged``: tensors that every rank replaces by their mean over the
+    ranks (batch-norm running means and variances). ``counted``: counters
+    that every rank advances by the sum of all ranks' advances in the step
+    (batch norm's ``num_batches_tracked``), so they count as one process
+    would. Both hold the solver's live tensors, changed in place.
+    """
+
+    averaged: tuple = ()
+    counted: tuple = ()
 
 
 @runtime_checkable
@@ -35,9 +54,8 @@ class Solver(Protocol):
     meta-train phase (after augmentation), for solvers that learn over all of
     them. The checkpoint stores it, so a saved solver is rebuilt without data.
 
-    A solver that also offers ``accumulate_meta_gradient(tasks)`` (add the
-    meta-gradient of the mean loss over ``tasks`` to ``.grad``), ``model`` and
-    ``optimizer`` can split a meta-batch across the ranks of a distributed run.
+    A solver that also meets :class:`SplittableSolver` can split a meta-batch
+    across the ranks of a distributed run.
 
     A solver that meta-trains on tasks of another shape than it is tested on
     (Prototypical Networks train with more ways and queries than the test
@@ -75,6 +93,40 @@ class Solver(Protocol):
         """Restore what :meth:`state_dict` returned."""
 
 
+@runtime_checkable
+class SplittableSolver(Solver, Protocol):
+    """A solver whose meta-batch can be split across ranks: what each rank of a distributed run uses.
+
+    Each rank calls ``optimizer.zero_grad()``, then ``accumulate_meta_gradient``
+    on its shard of the tasks; the ranks then all-reduce the ``.grad`` of
+    ``meta_parameters()`` and what ``shared_state()`` names, and every rank
+    calls ``optimizer.step()``, so all keep the same solver. Checked before a
+    distributed run starts (:func:`missing_rank_members`).
+    """
+
+    #: The network whose parameters are (or contain) the meta-parameters.
+    model: torch.nn.Module
+    #: Steps the meta-parameters: ``zero_grad()``, ``step()``, ``state_dict()``, ``load_state_dict()``.
+    optimizer: object
+
+    def accumulate_meta_gradient(self, tasks: TaskBatch) -> StepStats:
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``."""
+
+    def meta_parameters(self) -> list:
+        """The parameters the meta-optimizer steps; ranks all-reduce their gradients."""
+
+    def shared_state(self) -> SharedState:
+        """The tensors besides the meta-parameters that ranks must keep equal after each step (often none)."""
+
+
+def missing_rank_members(solver) -> list:
+    """The members of :class:`SplittableSolver` that ``solver`` lacks (of a class: its methods only)."""
+    missing = [name for name in RANK_METHODS if not callable(getattr(solver, name, None))]
+    if not isinstance(solver, type):
+        missing += [name for name in RANK_ATTRIBUTES if getattr(solver, name, None) is None]
+    return missing
+
+
 class BaseSolver:
     """What most solvers share: options built from the config, a label, and model + optimizer state.
 
@@ -100,6 +152,14 @@ class BaseSolver:
         """How tables name a run of this solver with ``options`` (e.g. a mode in brackets)."""
         return cls.name
 
+    def meta_parameters(self) -> list:
+        """The parameters the meta-optimizer steps: by default all of ``model``'s."""
+        return list(self.model.parameters())
+
+    def shared_state(self) -> SharedState:
+        """Nothing besides the meta-parameters for ranks to share (a solver with running statistics overrides)."""
+        return SharedState()
+
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
@@ -111,9 +171,11 @@ class BaseSolver:
 class GradientSolver(BaseSolver):
     """A solver whose meta-train step is one optimizer step on the gradient ``accumulate_meta_gradient`` adds.
 
-    Such a solver can also split a meta-batch across ranks: the training loop
-    then calls ``accumulate_meta_gradient`` on each rank's share, all-reduces
-    the gradients and steps ``optimizer`` itself.
+    Such a solver meets :class:`SplittableSolver` (with BaseSolver's
+    ``meta_parameters`` and ``shared_state``) and so can split a meta-batch
+    across ranks: each rank then calls ``accumulate_meta_gradient`` on its
+    share, the ranks all-reduce the gradients (and the shared state), and each
+    steps ``optimizer`` itself.
     """
 
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
@@ -151,11 +213,16 @@ class EngineSolver(GradientSolver):
             torch.nn.init.zeros_(self.model.head.weight)
             torch.nn.init.zeros_(self.model.head.bias)
             meta_parameters = list(self.model.features.parameters())
+        self._meta_parameters = meta_parameters
         self.optimizer = build_optimizer(meta_parameters, config)
         # The engine differentiates for the meta-parameters only: a zero head adapts in the inner loop, but no
         # meta-gradient is computed, accumulated or all-reduced for it.
         self.engine = self.engines[options.engine](self.model, options.inner_lr, self.first_order_inner_loop(),
                                                    meta_parameters=meta_parameters)
+
+    def meta_parameters(self) -> list:
+        """The whole network's parameters, or the features' only with a zero head."""
+        return list(self._meta_parameters)
 
     def first_order_inner_loop(self) -> bool:
         """Whether the meta-gradient drops the derivatives through the inner steps."""
@@ -214,5 +281,6 @@ def check_ways(head_ways: int, task_ways: int) -> None:
                           f"evaluate it with {head_ways} ways or train a {task_ways}-way model")
 
 
-__all__ = ["BaseSolver", "EngineSolver", "GradientSolver", "MetaOptimizer", "REQUIRED_MEMBERS", "Solver", "SolverOptions", "StepStats", "accuracy",
-           "build_optimizer", "check_ways"]
+__all__ = ["BaseSolver", "EngineSolver", "GradientSolver", "MetaOptimizer", "RANK_ATTRIBUTES", "RANK_METHODS",
+           "REQUIRED_MEMBERS", "SharedState", "Solver", "SolverOptions", "SplittableSolver", "StepStats", "accuracy",
+           "build_optimizer", "check_ways", "missing_rank_members"]

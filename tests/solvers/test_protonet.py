@@ -108,24 +108,24 @@ def test_training_shape_beyond_the_drawings_is_refused_before_training():
 
 
 def test_the_training_loop_samples_the_solvers_training_shape(omniglot):
-    from l2l_omniglot.training import Benchmark
+    from l2l_omniglot.run_tasks import RunTasks
 
     config = resolve_config("protonet", val_tasks=2, eval_tasks=2, options={"train_ways": 12, "train_queries": 3})
-    benchmark = Benchmark.build(config, omniglot)
-    train_sampler = benchmark.samplers["train"]
+    run_tasks = RunTasks.build(config, omniglot)
+    train_sampler = run_tasks.samplers["train"]
     assert (train_sampler.ways, train_sampler.shots, train_sampler.queries) == (12, 1, 3)
-    assert (benchmark.val_tasks.ways, benchmark.val_tasks.shots, benchmark.val_tasks.queries) == (5, 1, 1)
-    assert (benchmark.test_tasks.ways, benchmark.test_tasks.queries) == (5, 1)
-    maml = Benchmark.build(resolve_config("fomaml", val_tasks=2, eval_tasks=2), omniglot, phases=("train",))
+    assert (run_tasks.val_tasks.ways, run_tasks.val_tasks.shots, run_tasks.val_tasks.queries) == (5, 1, 1)
+    assert (run_tasks.test_tasks.ways, run_tasks.test_tasks.queries) == (5, 1)
+    maml = RunTasks.build(resolve_config("fomaml", val_tasks=2, eval_tasks=2), omniglot, phases=("train",))
     assert (maml.samplers["train"].ways, maml.samplers["train"].queries) == (5, 1)
 
 
 def test_a_training_shape_the_split_cannot_give_names_the_solver(omniglot):
-    from l2l_omniglot.training import Benchmark
+    from l2l_omniglot.run_tasks import RunTasks
 
     config = resolve_config("protonet", options={"train_ways": 1000})
     with pytest.raises(ConfigError, match="protonet meta-trains on 1000-way"):
-        Benchmark.build(config, omniglot, phases=("train",))
+        RunTasks.build(config, omniglot, phases=("train",))
 
 
 DISTRIBUTED = dict(meta_batch=3, options={"train_ways": 6, "train_queries": 2})
@@ -138,7 +138,7 @@ def _protonet_step_on_rank(rank: int, port: int, data_root: str, out: str) -> No
 
     from l2l_omniglot import load_omniglot
     from l2l_omniglot.distributed import Ranks
-    from l2l_omniglot.training import Benchmark
+    from l2l_omniglot.run_tasks import RunTasks
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -146,7 +146,7 @@ def _protonet_step_on_rank(rank: int, port: int, data_root: str, out: str) -> No
         ranks = Ranks.join("cpu", "gloo", timeout_s=60)
         config = resolve_config("protonet", **DISTRIBUTED)
         torch.manual_seed(0)
-        sampler = Benchmark.build(config, load_omniglot(data_root), phases=("train",)).samplers["train"]
+        sampler = RunTasks.build(config, load_omniglot(data_root), phases=("train",)).samplers["train"]
         shard = ranks.shard(config.meta_batch)
         solver = make_solver(config)
         ranks.meta_train_step(solver, sampler.sample(config.seed, 1, len(shard), first=shard.start), config.meta_batch)
@@ -161,8 +161,8 @@ def _protonet_step_on_rank(rank: int, port: int, data_root: str, out: str) -> No
 def test_two_ranks_share_the_gradient_and_the_running_statistics(omniglot, data_root, tmp_path):
     import multiprocessing
 
-    from l2l_omniglot.distributed import free_port
-    from l2l_omniglot.training import Benchmark
+    from l2l_omniglot.local_ranks import free_port
+    from l2l_omniglot.run_tasks import RunTasks
 
     port = free_port()
     context = multiprocessing.get_context("spawn")
@@ -179,7 +179,7 @@ def test_two_ranks_share_the_gradient_and_the_running_statistics(omniglot, data_
     assert all(torch.equal(got[0]["buffers"][k], got[1]["buffers"][k]) for k in got[0]["buffers"])
     config = resolve_config("protonet", **DISTRIBUTED)
     torch.manual_seed(0)
-    sampler = Benchmark.build(config, omniglot, phases=("train",)).samplers["train"]
+    sampler = RunTasks.build(config, omniglot, phases=("train",)).samplers["train"]
     solver = make_solver(config)
     solver.meta_train_step(sampler.sample(config.seed, 1, config.meta_batch))
     gradient = torch.cat([p.grad.flatten() for p in solver.model.parameters()])
