@@ -54,6 +54,8 @@ class RunRequest:
     max_restarts: int = 0
     #: torch threads of this process (of each local rank with ``nproc`` > 1); None: the thread policy's default.
     threads: Optional[int] = None
+    #: False: train and validate only, never build or score test tasks (see :class:`~l2l_omniglot.training.Trainer`).
+    test: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -87,9 +89,9 @@ def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], lo
         def build() -> Trainer:
             data = omniglot if omniglot is not None else load_data()
             if resume:
-                return Trainer.resume(request.out_dir, data, request.checkpoint_every, ranks)
+                return Trainer.resume(request.out_dir, data, request.checkpoint_every, ranks, test=request.test)
             return Trainer(config, data, request.out_dir, request.force or restart > 0, request.checkpoint_every,
-                           ranks, data_root=request.data_root)
+                           ranks, data_root=request.data_root, test=request.test)
 
         trainer = ranks.agree(build)
         if restart > 0 and ranks.is_main:

@@ -76,6 +76,14 @@ def test_a_run_without_a_test_phase_never_builds_or_scores_test_tasks(omniglot, 
     assert metrics(tmp_path / "validated") == metrics(tmp_path / "tested")
 
 
+def test_the_run_lifecycle_carries_the_choice_of_no_test(data_root, tmp_path):
+    from l2l_omniglot import RunRequest, run_training
+
+    config = resolve_config("fomaml", **{**TINY, "iterations": 2})
+    result = run_training(RunRequest(tmp_path / "run", config=config, data_root=str(data_root), test=False))
+    assert result["val_accuracy"] >= 0 and not any(key in result for key in TEST_FIELDS)
+
+
 class StopAtIteration(RunCallbacks):
     """A script's early stop: KeyboardInterrupt from a callback."""
 
