@@ -1,8 +1,16 @@
 """The ``omnimeta`` command line: thin click commands over the library.
 
-Every command parses, calls library functions and prints. A problem the user
-can fix (:class:`~l2l_omniglot.errors.OmnimetaError`, or a click usage error)
-is printed as one line, ``Error: ...``, with exit status 2 and no traceback.
+Every command parses, calls one library function and prints. A problem the
+user can fix (:class:`~l2l_omniglot.errors.OmnimetaError`, or a click usage
+error) is printed as one line, ``Error: ...``, with exit status 2 and no
+traceback.
+
+Solvers and benchmarks are plugins, imported when a command needs them: the
+solvers' own flags join ``run`` and ``compare`` when those are parsed or asked
+for ``--help`` (:class:`SolverFlagsCommand`), and a ``--solver`` or
+``--benchmark`` choice lists the installed names without importing them
+(:class:`PluginChoice`). ``omnimeta --help`` and ``omnimeta data info`` import
+no solver and no benchmark.
 """
 from __future__ import annotations
 
@@ -20,19 +28,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from l2l_omniglot.atomic import check_output_file, check_output_folder
-from l2l_omniglot.checkpoint import load_checkpoint
-from l2l_omniglot.compare import compare_rows, curves, read_result, run_curves, score_runs, train_isolated
+from l2l_omniglot.benchmarks import BENCHMARKS, describe_benchmarks
+from l2l_omniglot.compare import compare_solvers
 from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, RunConfig
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
 from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
 from l2l_omniglot.errors import ConfigError, OmnimetaError
-from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR
-from l2l_omniglot.reporting import compare_table, write_compare_files
-from l2l_omniglot.scoring import BENCHMARKS, check_evaluate_options, evaluate_run, predict_folder
-from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
+from l2l_omniglot.reporting import compare_table
+from l2l_omniglot.scoring import evaluate_run, predict_folder, show_report
+from l2l_omniglot.solvers import SOLVERS, describe_solvers
+from l2l_omniglot.solvers.flags import (configs_from_options, flag_help, given_options, parse_option_values,
+                                        shared_default_help, solver_flags)
 from l2l_omniglot.threads import use_threads
 from l2l_omniglot.launch import RunRequest, run_training
 from l2l_omniglot.run_folder import Interrupted, RunFolderLock, check_out_dir
@@ -212,94 +220,49 @@ def data_info(data_root, download, as_json):
 
 
 # -- shared settings and solver options --------------------------------------------------------------
-def shared_default_help(key: str) -> str:
-    """`` [default: V; solver W ...]`` from RunConfig and the solvers' own defaults, so help cannot drift."""
-    own = []
-    for name in SOLVERS:
-        try:
-            defaults = SOLVERS[name].defaults
-        except ConfigError:
-            continue  # a broken plugin is reported when it is used, not in everyone's --help
-        if key in defaults:
-            own.append(f"{name} {defaults[key]}")
-    return f" [default: {getattr(RunConfig(), key)}" + ("; " + ", ".join(own) if own else "") + "]"
+class PluginChoice(click.Choice):
+    """A choice among the installed plugins of a registry, read when a value is checked or help is shown.
+
+    Listing names reads the packages' metadata only; no plugin is imported.
+    """
+
+    def __init__(self, registry):
+        self.registry, self.case_sensitive = registry, True
+
+    @property
+    def choices(self) -> tuple:
+        return tuple(self.registry)
 
 
-def solver_flags() -> dict:
-    """Flags that solvers keep for their options (``--inner-lr``): click parameter name -> spec and users."""
-    flags = {}
-    for name in SOLVERS:
-        try:
-            specs = SOLVERS[name].Options.specs()
-        except ConfigError:
-            continue
-        for spec in specs:
-            if spec.flag:
-                declaration = spec.flag.split("/")[0].lstrip("-").replace("-", "_")
-                entry = flags.setdefault(declaration, {"spec": spec, "solvers": {}})
-                entry["solvers"][name] = spec
-    return flags
+def solver_flag_option(param: str, entry: dict) -> click.Option:
+    """The click option of a flag that solvers keep for their options (``--inner-lr``)."""
+    spec = entry["spec"]
+    if "/" in spec.flag:
+        return click.Option([spec.flag, param], default=None, help=flag_help(entry))
+    kind = click.Choice(spec.choices) if spec.choices else {int: int, float: float, str: str}[spec.type]
+    return click.Option([spec.flag, param], type=kind, default=None, help=flag_help(entry))
 
 
-def solver_flag_options(flags: dict) -> list:
-    options = []
-    for param, entry in flags.items():
-        spec = entry["spec"]
-        users = entry["solvers"]
-        defaults = ", ".join(f"{name} {'auto' if s.default is None else s.default}" for name, s in users.items())
-        text = f"{spec.help} Solver option {spec.name} of {', '.join(users)} [default: {defaults}]."
-        if "/" in spec.flag:
-            options.append(click.option(spec.flag, param, default=None, help=text))
-        else:
-            kind = click.Choice(spec.choices) if spec.choices else {int: int, float: float, str: str}[spec.type]
-            options.append(click.option(spec.flag, param, type=kind, default=None, help=text))
-    return options
+class SolverFlagsCommand(click.Command):
+    """A command with the training options: the solvers' kept flags, and their defaults in the shared options'
+    help, are added when the command is parsed or shows its help, which loads the solvers then, not at start-up."""
 
-
-SOLVER_FLAGS = solver_flags()
-
-
-def parse_option_values(values: tuple) -> dict:
-    """``--option NAME=VALUE`` (or ``SOLVER.NAME=VALUE``) as ``{(solver or None, name): value}``."""
-    parsed = {}
-    for item in values:
-        name, equals, value = item.partition("=")
-        if not equals or not name.strip():
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE (see `omnimeta solvers` for the options)",
-                                     param_hint="--option")
-        solver, dot, option = name.strip().rpartition(".")
-        parsed[(solver if dot else None, option)] = value
-    return parsed
-
-
-def solver_options(solvers: list, flag_values: dict, option_values: dict) -> dict:
-    """Each solver's own options from the kept flags and ``--option``; a value no solver takes is an error."""
-    chosen = {name: {} for name in solvers}
-    for param, value in flag_values.items():
-        takers = [name for name in solvers if name in SOLVER_FLAGS[param]["solvers"]]
-        flag = SOLVER_FLAGS[param]["spec"].flag
-        if not takers:
-            raise ConfigError(f"{flag} does not apply to {', '.join(solvers)}; drop it (`omnimeta solvers` lists "
-                              f"each solver's options)")
-        for name in takers:
-            chosen[name][SOLVER_FLAGS[param]["solvers"][name].name] = value
-    for (target, option), value in option_values.items():
-        if target is not None and target not in chosen:
-            raise ConfigError(f"--option {target}.{option}: {target} is not among the solvers here "
-                              f"({', '.join(solvers)})")
-        takers = [target] if target else [n for n in solvers if option in {s.name for s in SOLVERS[n].Options.specs()}]
-        if not takers:
-            takers = solvers  # let the solver name what it does accept
-        for name in takers:
-            chosen[name][option] = value
-    return chosen
+    def get_params(self, ctx):
+        if not getattr(self, "_solver_flags_added", False):
+            self._solver_flags_added = True
+            at = next(i for i, param in enumerate(self.params) if param.name == "option_values")
+            self.params[at:at] = [solver_flag_option(param, entry) for param, entry in solver_flags().items()]
+            shared = set(RunConfig.shared_names())
+            for param in self.params:
+                if param.name in shared and getattr(param, "help", None):
+                    param.help += shared_default_help(param.name)
+        return super().get_params(ctx)
 
 
 def run_options(function):
     """The training options shared by ``run`` and ``compare`` (their names are a contract)."""
-    def shared(name: str, kind, text: str, **extra):
-        return click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None,
-                            help=text + shared_default_help(name), **extra)
+    def shared(name: str, kind, text: str, **extra):  # SolverFlagsCommand adds the defaults to the help
+        return click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=text, **extra)
 
     # Plain types: RunConfig.validate() checks the ranges, with the same words for the CLI and the library.
     options = [
@@ -319,7 +282,6 @@ def run_options(function):
         shared("val_every", int, "Validate every N iterations."),
         shared("seed", int, "Seed of the training task stream and weights."),
         shared("device", click.Choice(DEVICES), "Where to train."),
-        *solver_flag_options(SOLVER_FLAGS),
         click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
                      help="A solver's own option (repeatable); `omnimeta solvers` lists them. In compare, "
                           "SOLVER.NAME=VALUE sets it for one solver only."),
@@ -329,23 +291,6 @@ def run_options(function):
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def configs_from_options(solvers: list, training: dict) -> list:
-    """One resolved RunConfig per solver from the parsed shared settings, kept flags and ``--option``."""
-    shared = {name: training.pop(name) for name in RunConfig.shared_names() if name in training}
-    option_values = parse_option_values(training.pop("option_values"))
-    flags = {param: training.pop(param) for param in SOLVER_FLAGS if training.get(param) is not None}
-    own = solver_options(solvers, flags, option_values)
-    return [resolve_config(name, options=own[name], **shared) for name in solvers]
-
-
-def given_training_options(training: dict) -> list:
-    """The training options a user typed (to refuse them where they would be ignored)."""
-    given = [name for name in RunConfig.shared_names() if training.get(name) is not None]
-    given += [param for param in SOLVER_FLAGS if training.get(param) is not None]
-    given += ["option"] if training.get("option_values") else []
-    return ["--" + name.replace("_", "-") for name in given]
 
 
 def default_out_dir(solver: str) -> Path:
@@ -412,8 +357,8 @@ def result_table(rows: list, title: str) -> Table:
     return table
 
 
-@cli.command()
-@click.option("--solver", type=click.Choice(list(SOLVERS)), default="fomaml", show_default=True,
+@cli.command(cls=SolverFlagsCommand)
+@click.option("--solver", type=PluginChoice(SOLVERS), default="fomaml", show_default=True,
               help="Which solver to meta-train (`omnimeta solvers` lists them with their options).")
 @run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -449,7 +394,7 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
     if max_restarts and nproc == 1:
         raise click.UsageError("--max-restarts restarts the ranks of --nproc N (N >= 2); add --nproc or drop it")
     if resume_dir is not None:
-        given = given_training_options(training) + (["--out"] if out_dir is not None else [])
+        given = given_options(training) + (["--out"] if out_dir is not None else [])
         if given:
             raise click.UsageError(f"--resume continues with the run's own config; drop {', '.join(given)}")
         config, _ = load_saved_state(resume_dir)
@@ -480,6 +425,18 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
     stdout_console().print(f"run saved in {request.out_dir}")
 
 
+def options_table(options: list) -> Table:
+    """A plugin's declared options (``OptionSpec.describe()`` rows) as a borderless table."""
+    table = Table(show_header=True, box=None, padding=(0, 2))
+    for column in ("option", "type", "default", "flag", "what"):
+        table.add_column(column)
+    for spec in options:
+        kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
+        table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
+                      spec["flag"] or "", escape(spec["help"]))
+    return table
+
+
 @cli.command("solvers")
 @json_option
 def solvers_command(as_json):
@@ -498,28 +455,37 @@ def solvers_command(as_json):
             out.print(f"  paper: {row['paper']}")
         if row["defaults"]:
             out.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
-        table = Table(show_header=True, box=None, padding=(0, 2))
-        for column in ("option", "type", "default", "flag", "what"):
-            table.add_column(column)
-        for spec in row["options"]:
-            kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
-            table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
-                          spec["flag"] or "", escape(spec["help"]))
         if row["options"]:
-            out.print(table)
+            out.print(options_table(row["options"]))
         out.print()
 
 
-#: What ``compare`` writes into --out (see ``reporting.write_compare_files``).
-COMPARE_FILES = ("compare.json", "compare.csv", "compare.md", "curves.png")
+@cli.command("benchmarks")
+@json_option
+def benchmarks_command(as_json):
+    """List every installed benchmark: its package, what it scores, its leak guard and options."""
+    described = describe_benchmarks()
+    if as_json:
+        emit_json(described)
+        return
+    out = stdout_console()
+    for row in described:
+        if "error" in row:
+            out.print(f"[bold red]{row['name']}[/] ({row['package']}): {escape(row['error'])}")
+            continue
+        out.print(f"[bold]{row['name']}[/] ({row['package']}): {escape(row['description'])}")
+        out.print(f"  items: {escape(row['about'])}; leak guard: {row['leak_guard']}")
+        if row["options"]:
+            out.print(options_table(row["options"]))
+        out.print()
 
 
-def scores_with_progress(run_dirs, omniglot, eval_tasks, device="cpu") -> list:
-    with LazyProgress("score on the fixed test tasks") as progress:
-        return score_runs(run_dirs, omniglot, eval_tasks, device, progress)
+def progress_bars(description: str, total=None) -> LazyProgress:
+    """The progress factory of library calls (``compare_solvers``): one rich bar per piece of work."""
+    return LazyProgress(description, total)
 
 
-@cli.command()
+@cli.command(cls=SolverFlagsCommand)
 @click.option("--solvers", default="transfer,fomaml,maml", show_default=True,
               help="Comma-separated solvers to train with the same seed, data and budget.")
 @click.option("--runs", "run_dirs", multiple=True, type=click.Path(path_type=Path),
@@ -541,78 +507,48 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
         if name not in SOLVERS:
             raise click.BadParameter(f"unknown solver {name!r}; use some of {', '.join(SOLVERS)}",
                                      param_hint="--solvers")
-    if (out_dir / "compare.json").is_file() and not force:
-        raise click.UsageError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
-    check_output_folder(out_dir, force, "--out", COMPARE_FILES)
-    eval_tasks = training.get("eval_tasks")
-    configs = configs_from_options(names, training)
-    for config in configs:
-        check_out_dir(out_dir / config.solver, force)
-    for run_dir in run_dirs:  # what the table and curves.png read from each run, before any task is scored
-        load_checkpoint(run_dir / "checkpoint.pt")
-        curves(run_dir)
-        read_result(run_dir)
-    omniglot = open_omniglot(data_root, download)
-    trained = []
-    for config in configs:
-        run_dir = out_dir / config.solver
-        with progress_bar() as progress:
-            task = progress.add_task(f"meta-train {config.solver}", total=config.iterations)
-            train_isolated(config, data_root, run_dir, lambda done: progress.update(task, completed=done))
-        trained.append(run_dir)
-    all_runs = trained + list(run_dirs)
-    if not all_runs:
-        raise click.UsageError("nothing to compare: give --solvers or --runs")
-    scored = scores_with_progress(all_runs, omniglot, eval_tasks)
-    rows = compare_rows(scored)
-    reference = scored[0].config
-    title = (f"{reference.ways}-way {reference.shots}-shot, {reference.split} split, "
-             f"{rows[0]['test_tasks']} fixed test tasks")
-    files = write_compare_files(out_dir, rows, title, run_curves(scored))
+    comparison = compare_solvers(configs_from_options(names, training), out_dir, run_dirs,
+                                 omniglot=lambda: open_omniglot(data_root, download), data_root=data_root,
+                                 eval_tasks=training.get("eval_tasks"), force=force, progress=progress_bars)
     if as_json:
-        emit_json({"title": title, "rows": rows})
+        emit_json({"title": comparison["title"], "rows": comparison["rows"]})
         return
-    stdout_console().print(compare_table(rows, title))
-    stdout_console().print("wrote " + ", ".join(str(f) for f in files))
+    stdout_console().print(compare_table(comparison["rows"], comparison["title"]))
+    stdout_console().print("wrote " + ", ".join(comparison["files"]))
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--benchmark", type=PluginChoice(BENCHMARKS), default="tasks", show_default=True,
+              help="What to score on (`omnimeta benchmarks` lists them): tasks, the run's fixed test tasks; lake20, "
+                   "Lake's 20-way one-shot runs (all_runs.zip); hw15, an HW15 folder with its answers "
+                   "(--option folder=DIR --option answers=CSV); or an installed plugin's.")
 @click.option("--eval-tasks", type=click.IntRange(1, MAX_EVALUATION_TASKS), default=None,
               help="Fixed test tasks (tasks benchmark). [default: the run's]")
 @click.option("--ways", type=click.IntRange(min=2), default=None,
-              help="Classes per test task (tasks benchmark); another way than the run's only for solvers that "
-                   "allow it (protonet, transfer classes). [default: the run's]")
+              help="Classes per test task (tasks benchmark, and any that takes ways); another way than the run's "
+                   "only for solvers that allow it (protonet, transfer classes). [default: the run's]")
 @click.option("--shots", type=click.IntRange(min=1), default=None,
-              help="Support images per class (tasks benchmark). [default: the run's]")
-@click.option("--benchmark", type=click.Choice(BENCHMARKS), default="tasks", show_default=True,
-              help="tasks: the fixed test tasks; lake20: Lake's 20-way one-shot runs (all_runs.zip).")
+              help="Support images per class (tasks benchmark, and any that takes shots). [default: the run's]")
+@click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
+              help="A benchmark's own option (repeatable); `omnimeta benchmarks` lists them.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @data_root_option
 @threads_option
 @json_option
-def evaluate(run_dir, eval_tasks, ways, shots, benchmark, device, data_root, as_json):
-    """Re-score a saved run on the fixed test tasks, or on Lake's 20-way runs."""
-    check_evaluate_options(benchmark, eval_tasks, shots, ways)  # before the data and the model are loaded
-    omniglot = open_omniglot(data_root)
+def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device, data_root, as_json):
+    """Re-score a saved run on a benchmark: its fixed test tasks, Lake's 20-way runs, or any installed one."""
+    options = {name: value for (_, name), value in parse_option_values(option_values, "omnimeta benchmarks").items()}
     with LazyProgress(f"evaluate ({benchmark})") as progress:
-        report = evaluate_run(run_dir, omniglot, benchmark, eval_tasks, shots, device, progress=progress, ways=ways)
+        report = evaluate_run(run_dir, lambda: open_omniglot(data_root), benchmark, eval_tasks, shots, device,
+                              progress=progress, ways=ways, options=options)
+    if report.get("leak_warning"):
+        click.echo(f"Warning: {report['leak_warning']}", err=True)
     if as_json:
         emit_json(report)
         return
-    if benchmark == "lake20":
-        table = Table(title=f"Lake's 20-way one-shot runs: {report['label']} ({run_dir})")
-        table.add_column("run")
-        table.add_column("error", justify="right")
-        for name, error in report["per_run_error"].items():
-            table.add_row(name, f"{error:.1%}")
-        table.add_row("[bold]overall", f"[bold]{report['error']:.1%} ± {report['error_ci95']:.1%}")
-        table.add_row("human (Lake et al. 2015)", f"{HUMAN_LAKE20_ERROR:.1%}")
-        stdout_console().print(table)
-        return
-    stdout_console().print(f"{report['label']} on {report['test_tasks']} fixed {report['ways']}-way "
-                           f"{report['shots']}-shot test tasks: [bold]{report['test_accuracy']:.4f} ± "
-                           f"{report['test_ci95']:.4f}[/bold] (95% CI)")
+    for shown in show_report(report, run_dir):
+        stdout_console().print(shown)
 
 
 @cli.command()
@@ -627,9 +563,8 @@ def evaluate(run_dir, eval_tasks, ways, shots, benchmark, device, data_root, as_
 @threads_option
 @json_option
 def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
-    """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""
-    check_output_file(output, force, "-o")  # before the data and the model are loaded
-    report = predict_folder(run_dir, test_dir, output, answers, device, omniglot=open_omniglot(data_root),
+    """Turn an HW15 Omniglot-test folder into a submission CSV (id,class): the hw15 benchmark's answers."""
+    report = predict_folder(run_dir, test_dir, output, answers, device, omniglot=lambda: open_omniglot(data_root),
                             force=force)
     if report.get("leak_warning"):
         click.echo(f"Warning: {report['leak_warning']}", err=True)

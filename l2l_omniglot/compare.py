@@ -1,6 +1,14 @@
 """Several solvers on exactly the same test tasks, with paired differences.
 
-:func:`train_isolated` trains one solver in a fresh process (so that its peak
+:func:`compare_solvers` is ``omnimeta compare`` as one call: it checks the
+runs and the output folder, trains each solver, scores every run on the same
+tasks and writes ``compare.json``/``.csv``/``.md`` and ``curves.png``::
+
+    from l2l_omniglot import compare_solvers, resolve_config
+    configs = [resolve_config(name, iterations=300) for name in ("fomaml", "protonet")]
+    comparison = compare_solvers(configs, "runs/cmp")       # {"title", "rows", "files"}
+
+Its parts, for other uses: :func:`train_isolated` trains one solver in a fresh process (so that its peak
 memory is its own) and :func:`score_runs` loads finished runs and scores them
 all on one fixed list of test tasks. :func:`compare_rows` puts the two
 together into the rows of ``omnimeta compare``'s table::
@@ -14,22 +22,28 @@ over tasks of the seed-averaged per-task accuracy.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ContextManager, Optional
 
 import torch
 
-from l2l_omniglot.checkpoint import load_solver
+from l2l_omniglot.atomic import check_output_folder
+from l2l_omniglot.checkpoint import load_checkpoint, load_solver
 from l2l_omniglot.config import RunConfig
+from l2l_omniglot.data.omniglot import load_omniglot
 from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError, first_line
 from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
+from l2l_omniglot.reporting import write_compare_files
+from l2l_omniglot.run_folder import check_out_dir
+from l2l_omniglot.run_tasks import RunTasks
+from l2l_omniglot.scoring import loaded
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.launch import RunRequest, run_training
-from l2l_omniglot.run_tasks import RunTasks
 
 #: What must agree for two runs to be scored on the same tasks.
 TASK_KEYS = ("ways", "shots", "queries", "split", "image_size")
@@ -253,3 +267,68 @@ def curves(run_dir: Path) -> dict:
             raise DataError(f"{path}, line {number}: not a metrics record ({first_line(error, 80)}; torn by a "
                             f"kill?); {fix}") from None
     return {"iterations": iterations, "seconds": seconds, "val_accuracy": accuracy}
+
+
+#: What ``compare_solvers`` writes into its folder (see ``reporting.write_compare_files``).
+COMPARE_FILES = ("compare.json", "compare.csv", "compare.md", "curves.png")
+
+
+def no_progress(description: str, total: Optional[int]) -> ContextManager[Callable[[int], None]]:
+    """A progress factory that shows nothing: ``with progress(description, total) as advance: advance(n)``."""
+    return contextlib.nullcontext(lambda done: None)
+
+
+def check_comparison(configs: list, out_dir: Path, runs: list, force: bool) -> None:
+    """Refuse, before any data is loaded, a comparison that would overwrite or fail on a given run."""
+    out_dir = Path(out_dir)
+    if not configs and not runs:
+        raise ConfigError("nothing to compare: give --solvers or --runs")
+    if (out_dir / "compare.json").is_file() and not force:
+        raise ConfigError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
+    check_output_folder(out_dir, force, "--out", COMPARE_FILES)
+    for config in configs:
+        check_out_dir(out_dir / config.solver, force)
+    for run_dir in runs:  # what the table and curves.png read from each run, before any task is scored
+        load_checkpoint(Path(run_dir) / "checkpoint.pt")
+        curves(run_dir)
+        read_result(run_dir)
+
+
+def compare_solvers(configs: list, out_dir: Path, runs: tuple = (), omniglot=None, data_root=None,
+                    eval_tasks: Optional[int] = None, force: bool = False, device: str = "cpu",
+                    progress: Callable[[str, Optional[int]], ContextManager] = no_progress) -> dict:
+    """Train each config's solver into ``out_dir/<solver>``, score those and ``runs`` on the same test tasks,
+    and write ``compare.json``, ``compare.csv``, ``compare.md`` and ``curves.png`` into ``out_dir``.
+
+    Returns ``{"title", "rows", "files"}``: the rows of :func:`compare_rows`,
+    the title naming the task shape, and the paths written. ``omniglot`` is
+    the data, a function that loads it, or None for ``data_root`` (default
+    ``$OMNIMETA_DATA``); it is loaded after every check, so a wrong input
+    fails in one line before any work. Each solver trains in its own process
+    (:func:`train_isolated`) on ``data_root``. ``progress(description,
+    total)`` gives a context manager whose value is told how much more is
+    done; ``omnimeta compare`` draws it as progress bars.
+    """
+    out_dir, runs = Path(out_dir), [Path(run) for run in runs]
+    check_comparison(configs, out_dir, runs, force)
+    data = loaded(omniglot if omniglot is not None else (lambda: load_omniglot(data_root)))
+    trained = []
+    for config in configs:
+        run_dir = out_dir / config.solver
+        with progress(f"meta-train {config.solver}", config.iterations) as advance:
+            reported = [0]
+
+            def on_progress(done: int) -> None:
+                advance(done - reported[0])
+                reported[0] = done
+
+            train_isolated(config, data_root, run_dir, on_progress)
+        trained.append(run_dir)
+    with progress("score on the fixed test tasks", None) as advance:
+        scored = score_runs(trained + runs, data, eval_tasks, device, advance)
+    rows = compare_rows(scored)
+    reference = scored[0].config
+    title = (f"{reference.ways}-way {reference.shots}-shot, {reference.split} split, "
+             f"{rows[0]['test_tasks']} fixed test tasks")
+    files = write_compare_files(out_dir, rows, title, run_curves(scored))
+    return {"title": title, "rows": rows, "files": [str(path) for path in files]}

@@ -13,6 +13,11 @@ characters, never split names:
 * An HW15 test folder is drawn from the evaluation alphabets, so ``predict``
   warns when a model's training classes include evaluation-set characters
   (:func:`predict_leak_report`).
+* Any other benchmark names the characters its tasks draw, and a model that
+  saw one of them is refused (:func:`check_unseen`).
+
+A benchmark names its guard (``leak_guard``, a key of :data:`LEAK_GUARDS`);
+:func:`guard_benchmark` applies it before the benchmark's tasks are scored.
 
 Example::
 
@@ -22,10 +27,10 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.data.omniglot import load_omniglot, resolve_root
 from l2l_omniglot.data.splits import make_split
 from l2l_omniglot.data.testsets import lake_run_characters
 from l2l_omniglot.errors import ConfigError
@@ -73,3 +78,44 @@ def predict_leak_report(config: RunConfig, omniglot=None) -> dict:
                    f"validation, split {config.split}), which HW15 test folders are drawn from; its accuracy here "
                    f"may be overstated: use a model trained with --split lake")
     return {"evaluation_characters_seen": overlap, "leak_warning": warning}
+
+
+def check_unseen(config: RunConfig, omniglot, characters: frozenset, benchmark: str) -> None:
+    """ConfigError (one line) when a run of ``config`` saw any of ``characters``, which ``benchmark`` scores on."""
+    seen = seen_characters(config, omniglot) & frozenset(characters)
+    if seen:
+        raise ConfigError(f"this model saw {len(seen)} of the {len(characters)} characters of benchmark {benchmark} "
+                          f"while training (meta-train or validation, split {config.split}); its score would be "
+                          f"overstated: evaluate a model that never met them")
+
+
+def _guard_characters(benchmark, config: RunConfig, omniglot) -> dict:
+    check_unseen(config, omniglot, benchmark.characters(config, omniglot), benchmark.name)
+    return {}
+
+
+def _guard_lake_runs(benchmark, config: RunConfig, omniglot) -> dict:
+    check_lake20_clean(config, omniglot, resolve_root(omniglot.root) / "all_runs.zip")
+    return {}
+
+
+def _guard_evaluation_set(benchmark, config: RunConfig, omniglot) -> dict:
+    return predict_leak_report(config, omniglot)
+
+
+#: The guards a benchmark may name: each refuses (ConfigError) or returns what the report adds (a warning).
+LEAK_GUARDS: dict = {
+    "characters": _guard_characters,          # refuse a model that saw any of benchmark.characters(...)
+    "lake_runs": _guard_lake_runs,            # refuse a model that saw any of Lake's runs' characters
+    "evaluation_set": _guard_evaluation_set,  # warn when a model saw evaluation-set characters (HW15 folders)
+    "none": lambda benchmark, config, omniglot: {},
+}
+
+
+def guard_benchmark(benchmark, config: RunConfig, omniglot) -> dict:
+    """Apply the guard ``benchmark.leak_guard`` names; returns what it adds to the report."""
+    guard: Optional[Callable] = LEAK_GUARDS.get(benchmark.leak_guard)
+    if guard is None:
+        raise ConfigError(f"benchmark {benchmark.name} names the leak guard {benchmark.leak_guard!r}; use one of "
+                          f"{', '.join(LEAK_GUARDS)}")
+    return guard(benchmark, config, omniglot)

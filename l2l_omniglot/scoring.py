@@ -1,10 +1,14 @@
-"""Scoring saved runs: on the fixed test tasks, on Lake's 20-way runs, and on an HW15 test folder.
+"""Scoring saved runs on a benchmark (the fixed test tasks, Lake's 20-way runs, an HW15 folder, any plugin).
 
-What ``omnimeta evaluate`` and ``omnimeta predict`` do, as library calls, so a
-script gets the same numbers::
+What ``omnimeta evaluate`` and ``omnimeta predict`` do, one library call each,
+so a script gets the same numbers::
 
     from l2l_omniglot.scoring import evaluate_run
     report = evaluate_run("runs/maml", omniglot, benchmark="lake20")
+
+The benchmark (:mod:`l2l_omniglot.benchmarks`) builds the tasks and turns
+per-task accuracies into the report; this module loads the model, applies the
+benchmark's leak guard (:mod:`l2l_omniglot.leaks`) and scores.
 """
 from __future__ import annotations
 
@@ -12,92 +16,79 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from l2l_omniglot.atomic import check_output_file
+from l2l_omniglot.benchmarks import BENCHMARKS, make_benchmark
 from l2l_omniglot.checkpoint import load_solver
-from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.omniglot import resolve_root
-from l2l_omniglot.data.testsets import read_answers, read_hw15_folder, read_lake_runs, write_submission
-from l2l_omniglot.errors import ConfigError
-from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR, Score, per_task_accuracy
-from l2l_omniglot.leaks import check_lake20_clean, predict_leak_report
+from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.data.testsets import write_submission
+from l2l_omniglot.evaluation import per_task_accuracy
+from l2l_omniglot.leaks import guard_benchmark
 from l2l_omniglot.solvers import solver_label
-from l2l_omniglot.run_tasks import RunTasks
-
-BENCHMARKS = ("tasks", "lake20")
 
 
 def _no_progress(done: int) -> None:
     return None
 
 
-def check_evaluate_options(benchmark: str, eval_tasks: Optional[int] = None, shots: Optional[int] = None,
-                           ways: Optional[int] = None) -> None:
-    """Refuse, before a model is loaded, options that the benchmark would ignore or cannot take."""
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; use one of {', '.join(BENCHMARKS)}")
-    shape = (("--ways", ways), ("--shots", shots), ("--eval-tasks", eval_tasks))
-    if benchmark == "lake20":
-        given = [name for name, value in shape if value is not None]
-        if given:
-            raise ConfigError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to lake20 "
-                              f"(20 fixed 20-way one-shot runs); drop {'it' if len(given) == 1 else 'them'}")
-    for name, value in shape:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{name} must be a whole number of at least 1 (got {value!r}); or leave it out "
-                              f"for the run's own")
+def loaded(omniglot):
+    """The data behind ``omniglot``: the loaded data itself, a function that loads it, or None for the data at
+    ``$OMNIMETA_DATA``. A function lets a caller check its input first and load (and show decoding) only then."""
+    if omniglot is None:
+        return load_omniglot()
+    return omniglot() if callable(omniglot) else omniglot
 
 
-def evaluate_run(run_dir: Path, omniglot, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
+def evaluate_run(run_dir: Path, omniglot=None, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
                  shots: Optional[int] = None, device: str = "cpu",
-                 progress: Callable[[int], None] = _no_progress, ways: Optional[int] = None) -> dict:
-    """Score a run's best checkpoint on its fixed test tasks (``tasks``) or on Lake's 20 runs (``lake20``).
+                 progress: Callable[[int], None] = _no_progress, ways: Optional[int] = None,
+                 options: Optional[dict] = None) -> dict:
+    """Score a run's best checkpoint on ``benchmark`` (any installed one: ``omnimeta benchmarks``).
 
-    ``ways``/``shots``/``eval_tasks`` change the test tasks' shape (default:
-    the run's). A model of another way than its run's can answer them only
-    where its solver allows it (ProtoNet, transfer ``classes``); the others
-    say so in one line. The same holds for ``lake20``'s 20-way runs.
+    ``ways``/``shots``/``eval_tasks`` are the options of that name (the
+    ``tasks`` benchmark's test-task shape; default: the run's), ``options``
+    any other of the benchmark's (``{"folder": ..., "answers": ...}`` for
+    ``hw15``). A model of another way than its run's can answer other ways
+    only where its solver allows it (ProtoNet, transfer ``classes``); the
+    others say so in one line.
 
-    Everything that can fail on the user's input (the checkpoint, the options,
-    the test set) fails before the first task is scored, so ``progress`` is
-    called only once scoring has begun.
+    Everything that can fail on the user's input (the options, the
+    checkpoint, the leak guard, the test set) fails before the first task is
+    scored, so ``progress`` is called only once scoring has begun. The
+    options are checked before ``omniglot`` (see :func:`loaded`) is loaded.
     """
-    check_evaluate_options(benchmark, eval_tasks, shots, ways)
+    chosen = make_benchmark(benchmark, {"ways": ways, "shots": shots, "eval_tasks": eval_tasks}, options)
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
-    if benchmark == "lake20":
-        check_lake20_clean(config, omniglot, resolve_root(omniglot.root) / "all_runs.zip")  # its characters unseen
-        runs = read_lake_runs(resolve_root(omniglot.root) / "all_runs.zip", config.image_size)
-        per_run = per_task_accuracy(solver, runs.tasks, progress=progress)
-        errors = {name: 1.0 - float(acc) for name, acc in zip(runs.names, per_run)}
-        error = Score.of(1.0 - per_run)
-        return {"benchmark": "lake20", "solver": config.solver, "label": solver_label(config),
-                "per_run_error": errors, "error": error.accuracy, "error_ci95": error.ci95,
-                "human_error": HUMAN_LAKE20_ERROR, "runs": len(errors)}
-    shape = RunConfig.from_dict({**config.to_dict(), "ways": ways or config.ways, "shots": shots or config.shots,
-                                 "eval_tasks": eval_tasks or config.eval_tasks}).validate()
-    tasks = RunTasks.build(shape, omniglot, phases=("test",)).test_tasks
-    score = Score.of(per_task_accuracy(solver, tasks, progress=progress))
-    return {"benchmark": "tasks", "solver": config.solver, "label": solver_label(config), "ways": shape.ways,
-            "shots": shape.shots, "split": shape.split, "test_accuracy": score.accuracy, "test_ci95": score.ci95,
-            "test_tasks": score.tasks}
+    data = loaded(omniglot)
+    leak = guard_benchmark(chosen, config, data)
+    items = chosen.items(config, data)
+    per_task = per_task_accuracy(solver, items, progress=progress)
+    return {"benchmark": benchmark, "solver": config.solver, "label": solver_label(config),
+            **chosen.score(per_task, items, config), **leak}
+
+
+def show_report(report: dict, run_dir: Path) -> list:
+    """What ``omnimeta evaluate`` prints for ``report`` (rich renderables), as its benchmark shows it."""
+    return BENCHMARKS[report["benchmark"]].show(report, str(run_dir))
 
 
 def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optional[Path] = None,
                    device: str = "cpu", omniglot=None, force: bool = True) -> dict:
-    """Write the HW15 submission CSV for ``test_dir``; with ``answers``, also its accuracy.
+    """Write the HW15 submission CSV for ``test_dir`` (the ``hw15`` benchmark); with ``answers``, also its accuracy.
 
     ``output`` is checked before any work (:func:`~l2l_omniglot.atomic.check_output_file`), and so is
     ``answers``; an existing ``output`` is replaced (atomically) only with ``force``.
 
-    ``omniglot`` (default: the data at ``$OMNIMETA_DATA``) tells which characters the model trained on: the
-    report's ``leak_warning`` says when they include evaluation-set characters (:mod:`l2l_omniglot.leaks`).
+    ``omniglot`` (see :func:`loaded`; default: the data at ``$OMNIMETA_DATA``) tells which characters the model
+    trained on: the report's ``leak_warning`` says when they include evaluation-set characters
+    (:mod:`l2l_omniglot.leaks`).
     """
     check_output_file(output, force, "-o")  # before any work; an existing file only with force
-    expected = read_answers(answers) if answers else None
+    hw15 = make_benchmark("hw15", options={"folder": str(test_dir), "answers": str(answers) if answers else None})
+    expected = hw15.expected()
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
-    leak = predict_leak_report(config, omniglot)
-    tasks = read_hw15_folder(test_dir, config.image_size)
-    if expected is not None and len(expected) != tasks.query_y.numel():
-        raise ConfigError(f"{answers} has {len(expected)} answers for {tasks.query_y.numel()} queries; "
-                          f"give the answer file of {test_dir}")
+    leak = guard_benchmark(hw15, config, loaded(omniglot))
+    tasks = hw15.unlabelled(config)
+    if expected is not None:
+        hw15.check_answers(expected, tasks)
     rows = write_submission(output, solver.predict(tasks))
     accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows) if expected is not None else None
     return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver, **leak}

@@ -108,6 +108,9 @@ class OptionSpec:
 class SolverOptions:
     """Base of a solver's options dataclass (frozen: options are read, never changed, while training)."""
 
+    #: The command that lists these options, named in "unknown option" messages.
+    lister = "omnimeta solvers"
+
     @classmethod
     def specs(cls) -> list:
         hints = typing.get_type_hints(cls)
@@ -130,7 +133,7 @@ class SolverOptions:
         if unknown:
             known = ", ".join(specs) or "none"
             raise ConfigError(f"{solver} has no option {', '.join(unknown)}; its options: {known} "
-                              f"(see `omnimeta solvers`)")
+                              f"(see `{cls.lister}`)")
         parsed = {name: specs[name].parse(value, solver) for name, value in values.items()}
         options = cls(**parsed).resolved()
         for spec in specs.values():  # what resolved() filled in is checked like a user's value

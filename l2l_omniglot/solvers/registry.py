@@ -1,12 +1,12 @@
 """Solvers by name: the entry-point group ``omnimeta.solvers``, plus what a script registers in-process.
 
-Built-in solvers and those of other packages are found the same way: a
-package declares ``name = package.module:Class`` under ``omnimeta.solvers``
-(omnimeta's own in its ``setup.cfg``), and :data:`SOLVERS` reads the group
-with :mod:`importlib.metadata`. A solver's module is imported only when the
-solver is used, so a broken plugin costs the others nothing: using it gives
-one :class:`~l2l_omniglot.errors.ConfigError` naming the plugin and its
-package.
+Built-in solvers and those of other packages are found the same way
+(:mod:`l2l_omniglot.plugins`): a package declares ``name = package.module:Class``
+under ``omnimeta.solvers`` (omnimeta's own in its ``setup.cfg``), and
+:data:`SOLVERS` reads the group with :mod:`importlib.metadata`. A solver's
+module is imported only when the solver is used, so a broken plugin costs the
+others nothing: using it gives one :class:`~l2l_omniglot.errors.ConfigError`
+naming the plugin and its package.
 
 A script or a test can also register a class in-process::
 
@@ -15,47 +15,23 @@ A script or a test can also register a class in-process::
 """
 from __future__ import annotations
 
-import importlib.metadata
-from collections.abc import MutableMapping
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.errors import ConfigError, first_line
+from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.plugins import IN_PROCESS, PluginEntry, PluginRegistry
 from l2l_omniglot.solvers.base import REQUIRED_MEMBERS
 from l2l_omniglot.solvers.options import SolverOptions
 
 ENTRY_POINT_GROUP = "omnimeta.solvers"
-#: The package named for a solver registered in-process rather than through an entry point.
-IN_PROCESS = "(registered in this process)"
+#: The built-in solvers in the order the docs introduce them; any other solver follows, by name.
+BUILTIN_ORDER = ("transfer", "fomaml", "maml", "protonet", "anil")
 
-
-@dataclass
-class SolverEntry:
-    """Where a solver comes from: its name, its ``module:Class`` and the package that declares it."""
-
-    name: str
-    target: str
-    package: str
-    loaded: Optional[type] = None
-
-    def load(self) -> type:
-        if self.loaded is None:
-            try:
-                module_name, _, attribute = self.target.partition(":")
-                module = importlib.import_module(module_name)
-                cls = module
-                for part in attribute.split("."):
-                    cls = getattr(cls, part)
-            except Exception as error:  # a plugin's import may fail in any way; it must not take omnimeta down
-                raise ConfigError(f"solver plugin {self.name!r} ({self.target}) from package {self.package} "
-                                  f"cannot be loaded ({type(error).__name__}: {first_line(error, 200)}); reinstall or fix "
-                                  f"{self.package}") from None
-            check_solver_class(cls, self.name, self.package)
-            self.loaded = cls
-        return self.loaded
+__all__ = ["BUILTIN_ORDER", "ENTRY_POINT_GROUP", "IN_PROCESS", "SOLVERS", "SolverEntry", "check_solver_class",
+           "describe_solvers", "make_solver", "register_solver", "resolve_config", "solver_class", "solver_label",
+           "split_overrides"]
 
 
 def check_solver_class(cls, name: str, package: str) -> None:
@@ -72,70 +48,17 @@ def check_solver_class(cls, name: str, package: str) -> None:
                           f"the entry point and the class's name must agree")
 
 
-class SolverRegistry(MutableMapping):
-    """Name -> solver class, over the installed entry points and in-process registrations.
+class SolverEntry(PluginEntry):
+    """A solver's entry point; loading checks the Solver protocol."""
 
-    ``SOLVERS[name]`` loads (and checks) the class; iterating lists names
-    without importing anything.
-    """
+    kind = "solver"
 
-    def __init__(self, group: str = ENTRY_POINT_GROUP):
-        self.group = group
-        self._installed: Optional[dict] = None
-        self._in_process: dict = {}
-
-    def refresh(self) -> None:
-        """Read the entry points again (after a package was installed into this environment)."""
-        self._installed = None
-
-    def _entries(self) -> dict:
-        if self._installed is None:
-            installed = {}
-            for point in importlib.metadata.entry_points(group=self.group):
-                package = point.dist.name if point.dist is not None else "an unknown package"
-                installed.setdefault(point.name, SolverEntry(point.name, point.value, package))
-            self._installed = installed
-        return {**self._installed, **self._in_process}
-
-    def entry(self, name: str) -> SolverEntry:
-        try:
-            return self._entries()[name]
-        except KeyError:
-            raise ConfigError(f"unknown solver {name!r}; use one of {', '.join(self) or 'none'} "
-                              f"(`omnimeta solvers` lists them)") from None
-
-    def entries(self) -> list:
-        return list(self._entries().values())
-
-    def __getitem__(self, name: str) -> type:
-        return self.entry(name).load()
-
-    def __setitem__(self, name: str, cls: type) -> None:
-        check_solver_class(cls, name, IN_PROCESS)
-        self._in_process[name] = SolverEntry(name, f"{cls.__module__}:{cls.__qualname__}", IN_PROCESS, cls)
-
-    def __delitem__(self, name: str) -> None:
-        del self._in_process[name]
-
-    def __iter__(self):
-        return iter(sorted(self._entries(), key=_builtin_first))
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def __contains__(self, name) -> bool:
-        return name in self._entries()
+    def check(self, cls: type) -> None:
+        check_solver_class(cls, self.name, self.package)
 
 
-#: The built-in solvers in the order the docs introduce them; any other solver follows, by name.
-BUILTIN_ORDER = ("transfer", "fomaml", "maml", "protonet", "anil")
-
-
-def _builtin_first(name: str) -> tuple:
-    return (BUILTIN_ORDER.index(name) if name in BUILTIN_ORDER else len(BUILTIN_ORDER), name)
-
-
-SOLVERS = SolverRegistry()
+#: Name -> solver class (``SOLVERS[name]`` loads and checks it; iterating imports nothing).
+SOLVERS = PluginRegistry(ENTRY_POINT_GROUP, SolverEntry, BUILTIN_ORDER, lister="omnimeta solvers")
 
 
 def register_solver(cls: type, name: Optional[str] = None) -> type:
@@ -198,4 +121,4 @@ def describe_solvers() -> list:
             row.update(description=cls.description, paper=getattr(cls, "paper", ""),
                        defaults=dict(cls.defaults), options=[s.describe() for s in cls.Options.specs()])
         described.append(row)
-    return sorted(described, key=lambda row: _builtin_first(row["name"]))
+    return described
