@@ -18,6 +18,7 @@ if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
     # torch's C++ connection-retry logs would bury them. Read when torch loads, so it is set first.
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
 
+from l2l_omniglot.compare import compare_solvers
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data import (TaskBatch, TaskSampler, download_omniglot, fixed_tasks, load_omniglot, make_split,
                                phase_samplers)
@@ -38,5 +39,5 @@ __all__ = [
     "RunCallbacks", "RunConfig", "RunFolder", "RunRequest", "RunTasks", "SOLVERS", "Score", "Solver", "SolverOptions", "TaskBatch",
     "TaskSampler", "Trainer", "download_omniglot", "fixed_tasks", "load_omniglot", "make_solver", "make_split",
     "option", "per_task_accuracy", "phase_samplers", "register_solver", "resolve_config", "resume_training",
-    "run_training", "train_and_evaluate",
+    "run_training", "train_and_evaluate", "compare_solvers",
 ]
