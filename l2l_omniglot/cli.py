@@ -14,121 +14,32 @@ no solver and no benchmark.
 """
 from __future__ import annotations
 
-import json
-import signal
-import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
 from l2l_omniglot.benchmarks import BENCHMARKS, describe_benchmarks
 from l2l_omniglot.compare import compare_solvers
 from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, RunConfig
+from l2l_omniglot.console import (LazyProgress, OneLineErrors, ProgressBars, emit_json, options_table, progress_bar,
+                                  progress_bars, result_table, stdout_console)
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.data.tasks import AUGMENTS
-from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank
 from l2l_omniglot.reporting import compare_table
 from l2l_omniglot.scoring import evaluate_run, predict_folder, show_report
 from l2l_omniglot.solvers import SOLVERS, describe_solvers
 from l2l_omniglot.solvers.flags import (configs_from_options, flag_help, given_options, parse_option_values,
                                         shared_default_help, solver_flags)
-from l2l_omniglot.threads import use_threads
 from l2l_omniglot.launch import RunRequest, run_training
-from l2l_omniglot.run_folder import Interrupted, RunFolderLock, check_out_dir
+from l2l_omniglot.run_folder import RunFolderLock, check_out_dir
 from l2l_omniglot.run_state import load_saved_state
-from l2l_omniglot.training import RunCallbacks
-
-console = Console(stderr=True)
-
-
-def stdout_console() -> Console:
-    """Tables go to stdout; when that is a file or a pipe, don't squeeze them into 80 columns."""
-    out = Console()
-    return out if out.is_terminal else Console(width=200)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside the training loop (which saves and stops on its own): stop like Ctrl-C, status 143."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-class OneLineErrors(click.Group):
-    """A group whose errors are one line on stderr, exit status 2, never a traceback.
-
-    In a distributed run every rank fails alike on bad input, so only rank 0
-    prints it; a failure of a rank's own (see ``distributed.RankError``) is
-    printed by that rank. SIGTERM is an interrupt, as Ctrl-C: a run saves and
-    says how to resume (the training loop's own handler), anything else stops
-    with ``Aborted.`` and status 143.
-    """
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        def fail(message: str, error: BaseException, status: int):
-            if reports_error(error):
-                click.echo(message, err=True)
-            sys.exit(status)
-
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
-        try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.ClickException as error:
-            fail(f"Error: {error.format_message()}", error, error.exit_code)
-        except Interrupted as error:
-            fail(str(error), error, error.exit_code)
-        except OmnimetaError as error:
-            fail(f"Error: {error}", error, error.exit_code)
-        except (click.Abort, KeyboardInterrupt) as error:
-            terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
-            fail("Aborted.", error, 128 + (signal.SIGTERM if terminated else signal.SIGINT))
-        finally:
-            if on_main_thread:
-                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        if standalone_mode:
-            sys.exit(result if isinstance(result, int) else 0)
-        return result
-
-
-class LazyProgress:
-    """A progress bar that appears with the first progress report, so errors found before any work stay one line."""
-
-    def __init__(self, description: str, total=None):
-        self.description, self.total, self.bar = description, total, None
-
-    def __call__(self, done: int) -> None:
-        if self.bar is None:
-            self.bar = progress_bar()
-            self.bar.start()
-            self.task = self.bar.add_task(self.description, total=self.total)
-        self.bar.advance(self.task, done)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def emit_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def progress_bar(*extra_columns) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *extra_columns,
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+from l2l_omniglot.threads import use_threads
 
 
 def open_omniglot(data_root, download: bool = False):
@@ -297,66 +208,6 @@ def default_out_dir(solver: str) -> Path:
     return Path("runs") / f"{solver}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-class ProgressBars(RunCallbacks):
-    """A run's progress as rich bars: decoding, meta-training (loss, accuracy, it/s), meta-testing."""
-
-    def __init__(self):
-        self.progress = None
-
-    def _bars(self) -> Progress:
-        if self.progress is None:
-            self.progress = progress_bar(TextColumn("{task.fields[status]}"))
-            self.progress.start()
-        return self.progress
-
-    def on_decode(self, done: int, total: int) -> None:
-        bars = self._bars()
-        if not hasattr(self, "decode"):
-            self.decode = bars.add_task("decode Omniglot (once, then cached)", total=total, status="")
-        bars.update(self.decode, completed=done, total=total)
-
-    def on_start(self, trainer) -> None:
-        config = trainer.config
-        self.val = "-"
-        self.first_iteration, self.start = trainer.iteration, time.perf_counter()
-        self.train = self._bars().add_task(f"meta-train {config.solver}", total=config.iterations,
-                                           completed=trainer.iteration, status="")
-
-    def on_step(self, iteration, stats, seconds) -> None:
-        speed = (iteration - self.first_iteration) / max(time.perf_counter() - self.start, 1e-9)
-        self.progress.update(self.train, completed=iteration, status=f"loss {stats.loss:.3f}  acc "
-                                                                     f"{stats.accuracy:.3f}  val {self.val}  "
-                                                                     f"{speed:.2f} it/s")
-
-    def on_validation(self, iteration, score) -> None:
-        self.val = f"{score.accuracy:.3f}"
-
-    def on_eval_start(self, tasks) -> None:
-        self.eval = self.progress.add_task("meta-test", total=tasks, status="")
-
-    def on_eval_progress(self, done) -> None:
-        self.progress.advance(self.eval, done)
-
-    def on_finish(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-    def on_warning(self, message: str) -> None:
-        console.print(f"Warning: {escape(message)}", soft_wrap=True, highlight=False)
-
-
-def result_table(rows: list, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("solver", "iterations", "train time", "val acc", "test acc (95% CI)", "test tasks"):
-        table.add_column(column, justify="left" if column == "solver" else "right")
-    for row in rows:
-        table.add_row(row.get("label", row["solver"]), str(row["iterations"]), f"{row['train_seconds']:.0f} s",
-                      f"{row['val_accuracy']:.4f}", f"{row['test_accuracy']:.4f} ± {row['test_ci95']:.4f}",
-                      str(row["test_tasks"]))
-    return table
-
-
 @cli.command(cls=SolverFlagsCommand)
 @click.option("--solver", type=PluginChoice(SOLVERS), default="fomaml", show_default=True,
               help="Which solver to meta-train (`omnimeta solvers` lists them with their options).")
@@ -425,18 +276,6 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
     stdout_console().print(f"run saved in {request.out_dir}")
 
 
-def options_table(options: list) -> Table:
-    """A plugin's declared options (``OptionSpec.describe()`` rows) as a borderless table."""
-    table = Table(show_header=True, box=None, padding=(0, 2))
-    for column in ("option", "type", "default", "flag", "what"):
-        table.add_column(column)
-    for spec in options:
-        kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
-        table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
-                      spec["flag"] or "", escape(spec["help"]))
-    return table
-
-
 @cli.command("solvers")
 @json_option
 def solvers_command(as_json):
@@ -478,11 +317,6 @@ def benchmarks_command(as_json):
         if row["options"]:
             out.print(options_table(row["options"]))
         out.print()
-
-
-def progress_bars(description: str, total=None) -> LazyProgress:
-    """The progress factory of library calls (``compare_solvers``): one rich bar per piece of work."""
-    return LazyProgress(description, total)
 
 
 @cli.command(cls=SolverFlagsCommand)
