@@ -372,7 +372,8 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 @json_option
 def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device, data_root, as_json):
     """Re-score a saved run on a benchmark: its fixed test tasks, Lake's 20-way runs, or any installed one."""
-    options = {name: value for (_, name), value in parse_option_values(option_values, "omnimeta benchmarks").items()}
+    parsed = parse_option_values(option_values, "omnimeta benchmarks")
+    options = {(f"{target}.{name}" if target else name): value for (target, name), value in parsed.items()}
     with LazyProgress(f"evaluate ({benchmark})") as progress:
         report = evaluate_run(run_dir, lambda: open_omniglot(data_root), benchmark, eval_tasks, shots, device,
                               progress=progress, ways=ways, options=options)

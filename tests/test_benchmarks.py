@@ -100,3 +100,17 @@ def test_a_registered_benchmark_is_scored_through_its_own_members(lake_run, omni
     finally:
         del BENCHMARKS["first-tasks"]
     assert report["test_tasks"] == 2 and report["test_accuracy"] == same["test_accuracy"]
+
+
+def test_a_benchmark_that_cannot_be_imported_is_named_with_its_package_and_the_others_work(monkeypatch, lake_run,
+                                                                                             omniglot):
+    from l2l_omniglot.benchmarks import describe_benchmarks
+    from l2l_omniglot.benchmarks.registry import BenchmarkEntry
+
+    ghost = BenchmarkEntry("ghost", "omnimeta_ghost_benchmark:GhostBenchmark", "omnimeta-ghost")
+    monkeypatch.setattr(BENCHMARKS, "_installed", {**BENCHMARKS._entries(), "ghost": ghost})
+    listed = {row["name"]: row for row in describe_benchmarks()}
+    assert "cannot be loaded (ModuleNotFoundError" in listed["ghost"]["error"] and "error" not in listed["tasks"]
+    with pytest.raises(ConfigError, match="benchmark plugin 'ghost' .* from package omnimeta-ghost cannot be loaded"):
+        evaluate_run(lake_run, omniglot, "ghost")
+    assert evaluate_run(lake_run, omniglot, "tasks", eval_tasks=2)["test_tasks"] == 2
