@@ -63,10 +63,6 @@ class PluginEntry:
             self.loaded = cls
         return self.loaded
 
-    @property
-    def module(self) -> str:
-        return self.target.partition(":")[0]
-
 
 class PluginRegistry(MutableMapping):
     """Name -> plugin class, over the installed entry points of ``group`` and in-process registrations.
