@@ -36,6 +36,8 @@ from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
 from l2l_omniglot.threads import use_threads
 from l2l_omniglot.training import (Interrupted, RunCallbacks, RunFolderLock, RunRequest, check_out_dir,
                                    load_saved_state, run_training)
+from l2l_omniglot.tune import PRUNERS, TuneCallbacks, TuneRequest, tune
+from l2l_omniglot.tune_report import load_params
 
 console = Console(stderr=True)
 
@@ -329,13 +331,21 @@ def run_options(function):
     return function
 
 
-def configs_from_options(solvers: list, training: dict) -> list:
-    """One resolved RunConfig per solver from the parsed shared settings, kept flags and ``--option``."""
-    shared = {name: training.pop(name) for name in RunConfig.shared_names() if name in training}
+def given_settings(solvers: list, training: dict) -> tuple:
+    """``(shared, {solver: options})``: the shared settings and each solver's own options the user gave."""
+    shared = {name: training.pop(name) for name in RunConfig.shared_names() if training.get(name) is not None}
     option_values = parse_option_values(training.pop("option_values"))
     flags = {param: training.pop(param) for param in SOLVER_FLAGS if training.get(param) is not None}
-    own = solver_options(solvers, flags, option_values)
-    return [resolve_config(name, options=own[name], **shared) for name in solvers]
+    return shared, solver_options(solvers, flags, option_values)
+
+
+def configs_from_options(solvers: list, training: dict, params: tuple = ({}, {})) -> list:
+    """One resolved RunConfig per solver from the parsed shared settings, kept flags and ``--option``.
+
+    ``params``: ``(shared, options)`` from ``--params`` (a study's best.json), below what the user typed.
+    """
+    shared, own = given_settings(solvers, training)
+    return [resolve_config(name, options={**params[1], **own[name]}, **{**params[0], **shared}) for name in solvers]
 
 
 def given_training_options(training: dict) -> list:
@@ -421,6 +431,8 @@ def result_table(rows: list, title: str) -> Table:
               help="Save the resumable state (state.pt) every N iterations.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="Continue the run in this folder from its saved state, with its own config and data.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), default=None,
+              help="Take the settings from a study's best.json (`omnimeta tune`); options given here win.")
 @click.option("--nproc", type=click.IntRange(1, 256), default=None,
               help="Train data-parallel on N processes of this machine (PyTorch's elastic launcher); the result "
                    "equals one process's. Under torchrun leave it out. See docs/distributed.md. [default: 1]")
@@ -435,8 +447,8 @@ def result_table(rows: list, title: str) -> Table:
               help="Seconds a rank waits for the rendezvous, or for the other ranks, before it stops with an error.")
 @threads_option
 @json_option
-def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restarts, backend, dist_timeout, as_json,
-        data_root, download, **training):
+def run(solver, out_dir, force, checkpoint_every, resume_dir, params_file, nproc, max_restarts, backend, dist_timeout,
+        as_json, data_root, download, **training):
     """Meta-train a solver, keep its best validated state and score it on the fixed test tasks.
 
     The run folder gets config.json, metrics.jsonl, checkpoint.pt (best validated
@@ -447,7 +459,8 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
     if max_restarts and nproc == 1:
         raise click.UsageError("--max-restarts restarts the ranks of --nproc N (N >= 2); add --nproc or drop it")
     if resume_dir is not None:
-        given = given_training_options(training) + (["--out"] if out_dir is not None else [])
+        given = given_training_options(training) + (["--out"] if out_dir is not None else []) + \
+            (["--params"] if params_file is not None else [])
         if given:
             raise click.UsageError(f"--resume continues with the run's own config; drop {', '.join(given)}")
         config, _ = load_saved_state(resume_dir)
@@ -455,7 +468,8 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
         request = RunRequest(resume_dir, resume=True, checkpoint_every=checkpoint_every,
                              data_root=str(data_root) if data_root else None)
     else:
-        (config,) = configs_from_options([solver], training)
+        params = load_params(params_file, solver) if params_file is not None else ({}, {})
+        (config,) = configs_from_options([solver], training, params)
         out_dir = out_dir or default_out_dir(solver)
         if not launched_as_rank():  # a torchrun rank leaves it to rank 0, which can tell a restart from a new run
             check_out_dir(out_dir, force)  # before the data is loaded; the run checks again as it starts
@@ -497,15 +511,91 @@ def solvers_command(as_json):
         if row["defaults"]:
             out.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
         table = Table(show_header=True, box=None, padding=(0, 2))
-        for column in ("option", "type", "default", "flag", "what"):
+        space = {dimension["name"]: dimension["text"] for dimension in row.get("space", [])}
+        for column in ("option", "type", "default", "flag", "tune", "what"):
             table.add_column(column)
         for spec in row["options"]:
             kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
             table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
-                          spec["flag"] or "", escape(spec["help"]))
+                          spec["flag"] or "", space.get(spec["name"], ""), escape(spec["help"]))
         if row["options"]:
             out.print(table)
+        shared = [f"{d['name']} {d['text']}" for d in row.get("space", []) if d["shared"]]
+        if shared or "space_error" in row:
+            out.print("  tuned shared settings: " + escape(row.get("space_error") or "; ".join(shared)))
         out.print()
+
+
+class TuneBar(TuneCallbacks):
+    """A bar over a study's trials with the best validation accuracy so far."""
+
+    def __init__(self):
+        self.progress = progress_bar(TextColumn("{task.fields[status]}"))
+
+    def on_start(self, total, finished) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("trials", total=total, completed=finished, status="")
+
+    def on_progress(self, finished, best) -> None:
+        self.progress.update(self.task, completed=finished, status=f"best val {best:.4f}" if best is not None else "")
+
+    def on_warning(self, message: str) -> None:
+        console.print(f"Warning: {escape(message)}", soft_wrap=True, highlight=False)
+
+
+@cli.command("tune")
+@click.option("--solver", type=click.Choice(list(SOLVERS)), required=True,
+              help="The solver to tune; its search space is listed by `omnimeta solvers`.")
+@click.option("--trials", type=click.IntRange(1, 100_000), required=True,
+              help="Finished trials the study should hold in all; running it again adds the missing ones.")
+@run_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Study folder: study.db (SQLite, unless --storage), one run folder per trial (trial-NNNN), "
+                   "tune.json, tune.md, best.json and the plots.")
+@click.option("--space", "space", multiple=True, metavar="NAME=LOW:HIGH|NAME=a,b,c",
+              help="Search NAME (a solver option or meta_lr, meta_batch, lr_schedule, augment) in this range "
+                   "(the declared scale, else linear) or among these values (repeatable).")
+@click.option("--storage", default=None, metavar="URL",
+              help="Any Optuna RDB storage (postgresql://..., mysql://..., sqlite:///...) to share the study "
+                   "between machines. [default: sqlite in --out]")
+@click.option("--study", "study_name", default=None, help="The study's name in the storage. [default: --out's name]")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes of this machine sharing the study (the cores are split between them).")
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
+              help="How poor trials stop early on their validation accuracy (docs/tuning.md).")
+@threads_option
+@json_option
+def tune_command(solver, trials, out_dir, space, storage, study_name, workers, pruner, as_json, data_root, download,
+                 **training):
+    """Tune a solver's settings on the fixed validation tasks with Optuna (TPE sampler, pruning).
+
+    Each trial is an ordinary run in --out/trial-NNNN, without a test phase. Writes
+    tune.json, tune.md, best.json (train it with `omnimeta run --params`) and plots.
+    """
+    overrides = {}
+    for item in space:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=LOW:HIGH or NAME=a,b,c", param_hint="--space")
+        overrides[name.strip()] = value
+    shared, own = given_settings([solver], training)
+    request = TuneRequest(solver, trials, out_dir, shared, own[solver], overrides, storage, study_name, workers,
+                          pruner, str(data_root) if data_root else None)
+    if download:
+        open_omniglot(data_root, download=True)
+    bar = TuneBar()
+    try:
+        report = tune(request, bar)
+    finally:
+        bar.progress.stop()
+    if as_json:
+        emit_json(report)
+        return
+    best = report["best"]
+    stdout_console().print(f"best: trial {best['trial']}, validation accuracy [bold]{best['val_accuracy']:.4f}[/] "
+                           f"with " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
+    stdout_console().print(f"train it: {best['command']}", soft_wrap=True, highlight=False)
+    stdout_console().print(f"study saved in {out_dir} (tune.md, tune.json, best.json, plots)")
 
 
 #: What ``compare`` writes into --out (see ``reporting.write_compare_files``).

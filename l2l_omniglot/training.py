@@ -401,8 +401,11 @@ class Trainer:
     """
 
     def __init__(self, config: RunConfig, omniglot, out_dir: Optional[Path] = None, force: bool = False,
-                 checkpoint_every: int = 100, ranks: Optional[Ranks] = None, data_root: Optional[str] = None):
+                 checkpoint_every: int = 100, ranks: Optional[Ranks] = None, data_root: Optional[str] = None,
+                 test: bool = True):
         self.config = config.validate()
+        #: False: no test phase at all (``omnimeta tune``): its tasks are never built, :meth:`run` ends at validation.
+        self.test = test
         if checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be at least 1 (got {checkpoint_every})")
         self.checkpoint_every = checkpoint_every
@@ -413,7 +416,7 @@ class Trainer:
         if out_dir is not None:
             check_out_dir(out_dir, force)
         seed_everything(config.seed)
-        self.benchmark = Benchmark.build(config, omniglot)
+        self.benchmark = Benchmark.build(config, omniglot, ("train", "val", "test") if test else ("train", "val"))
         self.solver = make_solver(config, self.benchmark.num_train_classes, self.device)
         self.iteration = 0
         self.elapsed = 0.0
@@ -543,6 +546,9 @@ class Trainer:
                 getattr(callbacks, "on_warning", RunCallbacks().on_warning)(message)
             callbacks.on_start(self)
             self._train(callbacks)
+            if not self.test:
+                return {"val_accuracy": self.best["val_accuracy"], "best_iteration": self.best["iteration"],
+                        "iterations": self.iteration}
             return self._test(callbacks)
         finally:
             callbacks.on_finish()
