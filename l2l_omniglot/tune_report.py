@@ -97,7 +97,8 @@ def write_report(study, request, config, space) -> dict:
     complete = [row for row in rows if row["state"] == "COMPLETE"]
     best = max(complete, key=lambda row: (row["val_accuracy"], -row["number"]), default=None)
     scores, why_not = importance(study)
-    fixed = {k: v for k, v in config.to_dict().items() if k not in ("solver", "options", *NOT_CARRIED)}
+    # What the user fixed for the study (not the defaults of today, which a later version may change).
+    fixed = {k: getattr(config, k) for k in request.settings if k not in NOT_CARRIED}
     fixed.update({k: v for k, v in config.options.items() if k in request.options})
     best_path = out_dir / "best.json"
     report = {

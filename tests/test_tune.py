@@ -22,6 +22,7 @@ from tests.conftest import REPO, invoke
 
 TINY = ["--iterations", "20", "--val-every", "10", "--val-tasks", "20", "--seed", "3", "--device", "cpu"]
 FAST_PROTONET = {"train_ways": "5:10", "train_queries": "1:3"}  # small episodes: the study's mechanics, quickly
+FAST_SPACE = [arg for name, value in FAST_PROTONET.items() for arg in ("--space", f"{name}={value}")]
 
 
 def one_line_error(result, fragment: str):
@@ -35,7 +36,7 @@ def trials_of(out_dir):
 
 
 def test_every_builtin_solver_declares_a_space_within_its_limits_and_solvers_shows_it(data_root):
-    listed = {row["name"]: row for row in json.loads(invoke("solvers", "--json").output)}
+    listed = {row["name"]: row for row in json.loads(invoke("solvers", "--json").stdout)}
     for name in ("transfer", "fomaml", "maml", "protonet", "anil"):
         space = {d["name"]: d for d in listed[name]["space"]}
         assert "meta_lr" in space and space["meta_lr"]["kind"] == "log", name
@@ -84,9 +85,9 @@ def test_bad_tune_input_is_one_line_and_exit_2(args, message, data_root, tmp_pat
 def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_run_params(data_root, tmp_path):
     out = tmp_path / "study"
     result = invoke("tune", "--solver", "protonet", "--trials", "3", "--out", out, "--data-root", data_root, *TINY,
-                    "--json")
+                    *FAST_SPACE, "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert (out / "study.db").is_file() and report["finished"] == 3 and report["states"] == {"COMPLETE": 3}
     assert [t["number"] for t in report["trials"]] == [0, 1, 2]
     best = report["best"]
@@ -115,7 +116,8 @@ def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_
     curve = [json.loads(line).get("val_accuracy") for line in (tmp_path / "plain" / "metrics.jsonl").open()]
     assert curve == [json.loads(line).get("val_accuracy") for line in (trial0 / "metrics.jsonl").open()]
 
-    again = invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root, *TINY)
+    again = invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root, *TINY,
+                   *FAST_SPACE)
     assert again.exit_code == 0, again.output
     trials = trials_of(out)
     assert [t["number"] for t in trials] == [0, 1, 2, 3, 4] and trials[:3] == report["trials"]
@@ -139,7 +141,10 @@ def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_
     one_line_error(invoke("tune", "--solver", "anil", "--trials", "5", "--out", out, "--data-root", data_root,
                           *TINY), "tunes protonet, not anil")
     one_line_error(invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root,
-                          *TINY[:-4], "--seed", "4", "--device", "cpu"), "was made with another config (seed: 3")
+                          *TINY[:-4], "--seed", "4", "--device", "cpu", *FAST_SPACE),
+                   "was made with another config (seed: 3 there, 4 now)")
+    one_line_error(invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root,
+                          *TINY), "was made with another space")
 
 
 def test_tuning_never_builds_or_samples_a_test_task(data_root, tmp_path, monkeypatch):
@@ -226,8 +231,7 @@ def _wait_for_training(run_dir, process, deadline_s=300):
 def test_ctrl_c_stops_cleanly_and_a_killed_worker_fails_its_trial_then_the_study_goes_on(data_root, tmp_path):
     out = tmp_path / "study"
     args = ["tune", "--solver", "protonet", "--trials", "2", "--out", out, "--iterations", "200", "--val-every",
-            "100", "--val-tasks", "10", "--device", "cpu", *sum((["--space", f"{k}={v}"] for k, v in
-                                                                 FAST_PROTONET.items()), [])]
+            "100", "--val-tasks", "10", "--device", "cpu", *FAST_SPACE]
     process = _omnimeta(*args, data_root=data_root)
     _wait_for_training(out / "trial-0000", process)
     process.send_signal(signal.SIGINT)
@@ -243,6 +247,6 @@ def test_ctrl_c_stops_cleanly_and_a_killed_worker_fails_its_trial_then_the_study
 
     finished = invoke(*args, "--data-root", data_root, "--json")
     assert finished.exit_code == 0, finished.output
-    states = [(t["number"], t["state"]) for t in json.loads(finished.output)["trials"]]
+    states = [(t["number"], t["state"]) for t in json.loads(finished.stdout)["trials"]]
     assert states == [(0, "FAIL"), (1, "FAIL"), (2, "COMPLETE"), (3, "COMPLETE")]
     assert "ended mid-trial" in trials_of(out)[1]["error"]
