@@ -44,7 +44,7 @@ from l2l_omniglot.solvers import SOLVERS, resolve_config, solver_space
 from l2l_omniglot.solvers.registry import IN_PROCESS
 from l2l_omniglot.threads import THREADS_ENV, configure_threads, rank_environment, task_threads
 from l2l_omniglot.training import RUN_FILES, Interrupted, NumericalError, RunCallbacks, Trainer
-from l2l_omniglot.tune_report import count_finished, masked_url, write_report
+from l2l_omniglot.tune_report import REPORT_FILES, count_finished, masked_url, write_report
 
 STUDY_FILE = "study.db"
 CLAIM_LOCK = ".tune.lock"
@@ -57,7 +57,7 @@ HOST = socket.gethostname()
 
 
 class TrialFailed(OmnimetaError):
-    """Drawn settings that cannot train (refused by the solver, or the loss diverged): that trial FAILs, the study goes on."""
+    """Drawn settings that cannot train (refused by the solver, or the loss diverged): the trial FAILs, the study goes on."""
 
 
 class TuneInterrupted(Interrupted):
@@ -206,8 +206,8 @@ def check_tune_dir(out_dir: Path, new_study: bool) -> None:
         return
     if any((out_dir / name).exists() for name in RUN_FILES):
         raise ConfigError(f"--out {out_dir} holds a run, not a study; choose another folder")
-    if new_study and any(out_dir.glob("trial-*")):
-        raise ConfigError(f"--out {out_dir} holds trial folders of another study; choose another folder")
+    if new_study and (any(out_dir.glob("trial-*")) or any((out_dir / name).exists() for name in REPORT_FILES)):
+        raise ConfigError(f"--out {out_dir} holds trial folders or reports of another study; choose another folder")
 
 
 @contextlib.contextmanager
@@ -364,8 +364,7 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
     check_tune_dir(out_dir, new_study=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(request.storage_url)
-    existing = [s.study_name for s in _optuna().get_all_study_summaries(storage, include_best_trial=False)]
-    check_tune_dir(out_dir, new_study=request.study_name not in existing)
+    check_tune_dir(out_dir, new_study=request.study_name not in _optuna().get_all_study_names(storage))
     study = open_study(request, config, space, storage)
     callbacks.on_start(request.trials, count_finished(study))
     interrupted = None
@@ -378,7 +377,6 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
             _run_workers(request, study, callbacks)
     except (Interrupted, KeyboardInterrupt) as error:
         interrupted = error
-    study = open_study(request, config, space, storage)
     with claim_lock(out_dir):
         lost = fail_lost_trials(study)
     if lost:

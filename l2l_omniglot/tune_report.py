@@ -25,6 +25,8 @@ from l2l_omniglot.solvers.registry import split_overrides
 FINISHED = ("COMPLETE", "PRUNED")
 PLOTS = {"history.png": "plot_optimization_history", "importance.png": "plot_param_importances",
          "parallel.png": "plot_parallel_coordinate"}
+#: What a study writes into its folder besides its trials (and study.db).
+REPORT_FILES = ("tune.json", "tune.md", "best.json", *PLOTS)
 #: Settings of a study that best.json does not carry: the budget and the seed belong to the run that trains it.
 NOT_CARRIED = ("iterations", "val_every", "seed", "device")
 

@@ -201,6 +201,12 @@ def test_a_plugin_solver_is_tuned_with_its_own_space(data_root, tmp_path, monkey
         report = tune(TuneRequest("centroid", 2, out, {"iterations": 6, "val_every": 3, "val_tasks": 10,
                                                        "device": "cpu"}, data_root=str(data_root)))
         assert report["finished"] == 2
+        # One worker and one seed repeat a study on the CPU: the same settings, the same scores.
+        again = tune(TuneRequest("centroid", 2, tmp_path / "again", {"iterations": 6, "val_every": 3,
+                                                                     "val_tasks": 10, "device": "cpu"},
+                                 data_root=str(data_root)))
+        assert [(t["params"], t["val_accuracy"]) for t in again["trials"]] == \
+            [(t["params"], t["val_accuracy"]) for t in report["trials"]]
         for trial in report["trials"]:
             assert set(trial["params"]) == {"normalize", "meta_lr", "meta_batch"}
             config = json.loads((out / trial["run_dir"] / "config.json").read_text())
@@ -209,6 +215,29 @@ def test_a_plugin_solver_is_tuned_with_its_own_space(data_root, tmp_path, monkey
             tune(TuneRequest("centroid", 2, tmp_path / "w", workers=2, data_root=str(data_root)))
     finally:
         del SOLVERS["centroid"]
+
+
+def test_a_pruned_trial_stops_cleanly_after_its_validation(data_root, tmp_path):
+    import optuna
+
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    from l2l_omniglot import load_omniglot
+    from l2l_omniglot.tune import Objective
+
+    request = TuneRequest("protonet", 1, tmp_path, {"iterations": 12, "val_every": 4, "val_tasks": 10,
+                                                    "device": "cpu"}, space=FAST_PROTONET)
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    study.optimize(Objective(request, solver_space(SOLVERS["protonet"], FAST_PROTONET), load_omniglot(data_root)),
+                   n_trials=1)
+    (trial,) = study.trials
+    assert trial.state.name == "PRUNED" and trial.user_attrs["iterations"] == 4
+    assert list(trial.intermediate_values) == [4]
+    run_dir = tmp_path / "trial-0000"
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+    assert training.load_saved_state(run_dir)[1]["trainer"]["iteration"] == 4  # saved where it stopped
 
 
 def _omnimeta(*args, data_root):
