@@ -33,7 +33,7 @@ import os
 import socket
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -103,6 +103,12 @@ class TuneRequest:
     @property
     def study_name(self) -> str:
         return self.study or self.out_dir.resolve().name
+
+    def search_space(self):
+        """The solver's space with the ``--space`` overrides, less the settings the user fixed (given, not searched)."""
+        space = solver_space(SOLVERS[self.solver], self.space)
+        fixed = (set(self.settings) | set(self.options)) - set(self.space)
+        return replace(space, dimensions=tuple(d for d in space.dimensions if d.name not in fixed))
 
     def base_config(self) -> RunConfig:
         """The settings every trial shares (checked now, so a bad option fails before the study starts)."""
@@ -329,7 +335,7 @@ class Objective:
 def run_trials(request: TuneRequest, omniglot, worker: int = 0, on_trial=lambda study: None) -> None:
     """One worker: claim trials and run them until the study holds ``request.trials`` finished ones."""
     config = request.base_config()
-    space = solver_space(SOLVERS[request.solver], request.space)
+    space = request.search_space()
     study = open_study(request, config, space, open_storage(request.storage_url), worker)
     objective = Objective(request, space, omniglot)
     while claim_trial(study, request.out_dir, request.trials):
@@ -355,7 +361,7 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
     Raises :class:`TuneInterrupted` (after writing the report) when Ctrl-C or SIGTERM stopped it.
     """
     callbacks = callbacks or TuneCallbacks()
-    space = solver_space(SOLVERS[request.solver], request.space)  # bad --space names fail first
+    space = request.search_space()  # bad --space names fail first
     config = request.base_config()
     if request.workers > 1 and SOLVERS.entry(request.solver).package == IN_PROCESS:
         raise ConfigError(f"solver {request.solver} is registered in this process only, so --workers processes "

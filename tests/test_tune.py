@@ -163,9 +163,13 @@ def test_tuning_never_builds_or_samples_a_test_task(data_root, tmp_path, monkeyp
     monkeypatch.setattr(training, "fixed_tasks", no_test_tasks)
     monkeypatch.setattr(training, "phase_samplers", record_phases)
     report = tune(TuneRequest("protonet", 2, tmp_path / "study", {"iterations": 10, "val_every": 5, "val_tasks": 10,
-                                                                  "device": "cpu"}, space=FAST_PROTONET,
-                              data_root=str(data_root)))
+                                                                  "device": "cpu", "meta_lr": 0.002},
+                              {"batch_norm": "task"}, space=FAST_PROTONET, data_root=str(data_root)))
     assert report["finished"] == 2 and built_phases and all("test" not in phases for phases in built_phases)
+    for trial in report["trials"]:  # what the user fixes is not searched
+        assert set(trial["params"]) == {"train_ways", "train_queries"}
+        config = json.loads((tmp_path / "study" / trial["run_dir"] / "config.json").read_text())
+        assert config["meta_lr"] == 0.002 and config["options"]["batch_norm"] == "task"
     # The patch bites: an ordinary run samples test tasks and is stopped by it.
     with pytest.raises(AssertionError, match="a test task was sampled"):
         train_and_evaluate(resolve_config("protonet", iterations=2, val_every=1, val_tasks=5, eval_tasks=5,
