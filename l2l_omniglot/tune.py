@@ -57,7 +57,7 @@ HOST = socket.gethostname()
 
 
 class TrialFailed(OmnimetaError):
-    """Drawn settings that cannot train (refused by the solver, or the loss diverged): the trial FAILs, the study goes on."""
+    """Drawn settings that cannot train (the solver refuses them, the loss diverges): that trial FAILs, no more."""
 
 
 class TuneInterrupted(Interrupted):

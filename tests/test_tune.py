@@ -263,8 +263,8 @@ def _wait_for_training(run_dir, process, deadline_s=300):
 
 def test_ctrl_c_stops_cleanly_and_a_killed_worker_fails_its_trial_then_the_study_goes_on(data_root, tmp_path):
     out = tmp_path / "study"
-    args = ["tune", "--solver", "protonet", "--trials", "2", "--out", out, "--iterations", "200", "--val-every",
-            "100", "--val-tasks", "10", "--device", "cpu", *FAST_SPACE]
+    args = ["tune", "--solver", "protonet", "--trials", "2", "--out", out, "--iterations", "100", "--val-every",
+            "50", "--val-tasks", "10", "--device", "cpu", *FAST_SPACE]
     process = _omnimeta(*args, data_root=data_root)
     _wait_for_training(out / "trial-0000", process)
     process.send_signal(signal.SIGINT)
