@@ -23,46 +23,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from l2l_omniglot.benchmarks import BENCHMARKS, describe_benchmarks
+from l2l_omniglot.cli_options import (PluginChoice, SolverFlagsCommand, data_root_option, json_option, open_omniglot,
+                                      run_options, threads_option)
+from l2l_omniglot.cli_studies import reproduce_command, tune_command
 from l2l_omniglot.compare import compare_solvers
-from l2l_omniglot.config import DEVICES, LR_SCHEDULES, MAX_EVALUATION_TASKS, RunConfig
-from l2l_omniglot.console import (LazyProgress, OneLineErrors, ProgressBars, emit_json, options_table, progress_bar,
-                                  progress_bars, result_table, stdout_console)
-from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
+from l2l_omniglot.config import DEVICES, MAX_EVALUATION_TASKS
+from l2l_omniglot.console import (OneLineErrors, ProgressBars, emit_json, options_table, progress_bars, result_table,
+                                  stdout_console)
 from l2l_omniglot.data.splits import SPLITS, make_split
-from l2l_omniglot.data.tasks import AUGMENTS
 from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank
-from l2l_omniglot.reporting import compare_table
-from l2l_omniglot.scoring import evaluate_run, predict_folder, show_report
-from l2l_omniglot.solvers import SOLVERS, describe_solvers
-from l2l_omniglot.solvers.flags import (configs_from_options, flag_help, given_options, parse_option_values,
-                                        shared_default_help, solver_flags)
 from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.reporting import compare_table
 from l2l_omniglot.run_folder import RunFolderLock, check_out_dir
 from l2l_omniglot.run_state import load_saved_state
-from l2l_omniglot.threads import use_threads
-
-
-def open_omniglot(data_root, download: bool = False):
-    """Load Omniglot, fetching it first when asked; decoding shows a progress bar."""
-    if download:
-        with progress_bar() as progress:
-            task = progress.add_task("download", total=None)
-            download_omniglot(data_root, progress=lambda done, total: progress.update(task, completed=done,
-                                                                                      total=total or None))
-    shown = {}
-
-    def on_decode(done, total):
-        if "bar" not in shown:  # only a first, uncached load decodes; a cached one shows nothing
-            shown["bar"] = progress_bar()
-            shown["bar"].start()
-            shown["task"] = shown["bar"].add_task("decode Omniglot (once, then cached)")
-        shown["bar"].update(shown["task"], completed=done, total=total)
-
-    try:
-        return load_omniglot(data_root, progress=on_decode)
-    finally:
-        if "bar" in shown:
-            shown["bar"].stop()
+from l2l_omniglot.scoring import evaluate_run, predict_folder, show_report
+from l2l_omniglot.solvers import SOLVERS, describe_solvers
+from l2l_omniglot.solvers.flags import configs_from_options, given_options, parse_option_values
+from l2l_omniglot.tune_report import load_params
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,20 +50,6 @@ def cli():
     Meta-train few-shot solvers (built-in or plugins: `omnimeta solvers`), score
     them on fixed test tasks and compare them side by side.
     """
-
-
-data_root_option = click.option(
-    "--data-root", type=click.Path(path_type=Path), default=None,
-    help="Folder with images_background.zip and images_evaluation.zip (or their folders). "
-         "Default: $OMNIMETA_DATA, else ~/.cache/omnimeta/omniglot.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-threads_option = click.option(
-    "--threads", type=click.IntRange(1, 1024), default=None, expose_value=False,
-    callback=lambda context, param, value: use_threads(value),
-    help="Torch threads (per rank with --nproc). Default: $OMNIMETA_THREADS, else the cores this process may use "
-         "(shared by the --nproc ranks). The tasks of a meta-batch run in parallel, one torch thread each, so "
-         "another busy program slows a run down by its share of the CPU only (docs/results.md, busy machine); "
-         "the numbers are the same for any count.")
 
 
 @cli.group()
@@ -130,80 +93,6 @@ def data_info(data_root, download, as_json):
     out.print(f"load time: {seconds:.2f} s")
 
 
-# -- shared settings and solver options --------------------------------------------------------------
-class PluginChoice(click.Choice):
-    """A choice among the installed plugins of a registry, read when a value is checked or help is shown.
-
-    Listing names reads the packages' metadata only; no plugin is imported.
-    """
-
-    def __init__(self, registry):
-        self.registry, self.case_sensitive = registry, True
-
-    @property
-    def choices(self) -> tuple:
-        return tuple(self.registry)
-
-
-def solver_flag_option(param: str, entry: dict) -> click.Option:
-    """The click option of a flag that solvers keep for their options (``--inner-lr``)."""
-    spec = entry["spec"]
-    if "/" in spec.flag:
-        return click.Option([spec.flag, param], default=None, help=flag_help(entry))
-    kind = click.Choice(spec.choices) if spec.choices else {int: int, float: float, str: str}[spec.type]
-    return click.Option([spec.flag, param], type=kind, default=None, help=flag_help(entry))
-
-
-class SolverFlagsCommand(click.Command):
-    """A command with the training options: the solvers' kept flags, and their defaults in the shared options'
-    help, are added when the command is parsed or shows its help, which loads the solvers then, not at start-up."""
-
-    def get_params(self, ctx):
-        if not getattr(self, "_solver_flags_added", False):
-            self._solver_flags_added = True
-            at = next(i for i, param in enumerate(self.params) if param.name == "option_values")
-            self.params[at:at] = [solver_flag_option(param, entry) for param, entry in solver_flags().items()]
-            shared = set(RunConfig.shared_names())
-            for param in self.params:
-                if param.name in shared and getattr(param, "help", None):
-                    param.help += shared_default_help(param.name)
-        return super().get_params(ctx)
-
-
-def run_options(function):
-    """The training options shared by ``run`` and ``compare`` (their names are a contract)."""
-    def shared(name: str, kind, text: str, **extra):  # SolverFlagsCommand adds the defaults to the help
-        return click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=text, **extra)
-
-    # Plain types: RunConfig.validate() checks the ranges, with the same words for the CLI and the library.
-    options = [
-        shared("ways", int, "Classes per task."),
-        shared("shots", int, "Support images per class."),
-        shared("queries", int, "Query images per class."),
-        shared("meta_batch", int, "Tasks per meta-iteration."),
-        shared("iterations", int, "Meta-iterations."),
-        shared("meta_lr", float, "Adam learning rate of the outer loop."),
-        shared("lr_schedule", click.Choice(LR_SCHEDULES), "Meta learning rate: cosine-annealed to zero over the "
-                                                          "run, or constant."),
-        shared("split", click.Choice(SPLITS), "Class split."),
-        shared("augment", click.Choice(AUGMENTS), "Meta-train augmentation: rotate adds 90/180/270-degree classes; "
-                                                  "distort draws each image under a small random affine map."),
-        shared("eval_tasks", int, "Fixed test tasks."),
-        shared("val_tasks", int, "Fixed validation tasks."),
-        shared("val_every", int, "Validate every N iterations."),
-        shared("seed", int, "Seed of the training task stream and weights."),
-        shared("device", click.Choice(DEVICES), "Where to train."),
-        click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
-                     help="A solver's own option (repeatable); `omnimeta solvers` lists them. In compare, "
-                          "SOLVER.NAME=VALUE sets it for one solver only."),
-        data_root_option,
-        click.option("--download", is_flag=True, help="Fetch the canonical Omniglot archives first if missing."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
 def default_out_dir(solver: str) -> Path:
     return Path("runs") / f"{solver}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -219,6 +108,8 @@ def default_out_dir(solver: str) -> Path:
               help="Save the resumable state (state.pt) every N iterations.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="Continue the run in this folder from its saved state, with its own config and data.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), default=None,
+              help="Take the settings from a study's best.json (`omnimeta tune`); options given here win.")
 @click.option("--nproc", type=click.IntRange(1, 256), default=None,
               help="Train data-parallel on N processes of this machine (PyTorch's elastic launcher); the result "
                    "equals one process's. Under torchrun leave it out. See docs/distributed.md. [default: 1]")
@@ -233,7 +124,7 @@ def default_out_dir(solver: str) -> Path:
               help="Seconds a rank waits for the rendezvous, or for the other ranks, before it stops with an error.")
 @threads_option
 @json_option
-def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restarts, backend, dist_timeout, as_json,
+def run(solver, out_dir, force, checkpoint_every, resume_dir, params_file, nproc, max_restarts, backend, dist_timeout, as_json,
         data_root, download, **training):
     """Meta-train a solver, keep its best validated state and score it on the fixed test tasks.
 
@@ -245,7 +136,8 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
     if max_restarts and nproc == 1:
         raise click.UsageError("--max-restarts restarts the ranks of --nproc N (N >= 2); add --nproc or drop it")
     if resume_dir is not None:
-        given = given_options(training) + (["--out"] if out_dir is not None else [])
+        given = given_options(training) + (["--out"] if out_dir is not None else []) + \
+            (["--params"] if params_file is not None else [])
         if given:
             raise click.UsageError(f"--resume continues with the run's own config; drop {', '.join(given)}")
         config, _ = load_saved_state(resume_dir)
@@ -253,7 +145,8 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, nproc, max_restart
         request = RunRequest(resume_dir, resume=True, checkpoint_every=checkpoint_every,
                              data_root=str(data_root) if data_root else None)
     else:
-        (config,) = configs_from_options([solver], training)
+        params = load_params(params_file, solver) if params_file is not None else ({}, {})
+        (config,) = configs_from_options([solver], training, params)
         out_dir = out_dir or default_out_dir(solver)
         if not launched_as_rank():  # a torchrun rank leaves it to rank 0, which can tell a restart from a new run
             check_out_dir(out_dir, force)  # before the data is loaded; the run checks again as it starts
@@ -294,8 +187,12 @@ def solvers_command(as_json):
             out.print(f"  paper: {row['paper']}")
         if row["defaults"]:
             out.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
+        space = {dimension["name"]: dimension["text"] for dimension in row.get("space", [])}
         if row["options"]:
-            out.print(options_table(row["options"]))
+            out.print(options_table(row["options"], space))
+        shared = [f"{d['name']} {d['text']}" for d in row.get("space", []) if d["shared"]]
+        if shared or "space_error" in row:
+            out.print("  tuned shared settings: " + escape(row.get("space_error") or "; ".join(shared)))
         out.print()
 
 
@@ -409,6 +306,10 @@ def predict(run_dir, test_dir, output, answers, force, device, data_root, as_jso
     accuracy = report["accuracy"]
     stdout_console().print(f"wrote {report['rows']} rows to {output}"
                            + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
+
+
+cli.add_command(tune_command)
+cli.add_command(reproduce_command)
 
 
 def main(argv=None):

@@ -168,15 +168,20 @@ def result_table(rows: list, title: str) -> Table:
     return table
 
 
-def options_table(options: list) -> Table:
-    """A plugin's declared options (``OptionSpec.describe()`` rows) as a borderless table."""
+def options_table(options: list, space: dict = None) -> Table:
+    """A plugin's declared options (``OptionSpec.describe()`` rows) as a borderless table.
+
+    ``space`` (option name -> its tuning range as text) adds a ``tune`` column, as for solvers.
+    """
     table = Table(show_header=True, box=None, padding=(0, 2))
-    for column in ("option", "type", "default", "flag", "what"):
+    columns = ("option", "type", "default", "flag") + (("tune",) if space is not None else ()) + ("what",)
+    for column in columns:
         table.add_column(column)
     for spec in options:
         kind = "|".join(spec["choices"]) if spec["choices"] else spec["type"]
+        tuned = (space.get(spec["name"], ""),) if space is not None else ()
         table.add_row(spec["name"], kind, "auto" if spec["default"] is None else str(spec["default"]),
-                      spec["flag"] or "", escape(spec["help"]))
+                      spec["flag"] or "", *tuned, escape(spec["help"]))
     return table
 
 

@@ -125,6 +125,8 @@ class Trainer:
                  checkpoint_every: int = 100, ranks: Optional[Ranks] = None, data_root: Optional[str] = None,
                  test: bool = True):
         self.config = config.validate()
+        #: False: no test phase at all (``omnimeta tune``): its tasks are never built, :meth:`run` ends at validation.
+        self.test = test
         if checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be at least 1 (got {checkpoint_every})")
         self.checkpoint_every = checkpoint_every

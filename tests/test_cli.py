@@ -70,7 +70,7 @@ def test_out_that_holds_a_run_is_refused_and_kept(data_root, tmp_path):
     assert (tmp_path / "result.json").read_text() == '{"mine": 1}'
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["data", "info"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["data"], ["data", "info"], ["tune"]])
 def test_every_command_has_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.stdout

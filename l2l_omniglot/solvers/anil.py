@@ -74,16 +74,19 @@ from l2l_omniglot.engines import HEAD_ONLY_ENGINES
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.solvers.base import EngineSolver
 from l2l_omniglot.solvers.options import SolverOptions, option
+from l2l_omniglot.solvers.space import linear_range, log_range, one_of
 
 
 @dataclass(frozen=True)
 class ANILOptions(SolverOptions):
-    inner_lr: float = option(0.1, "Inner-loop learning rate of the head.", flag="--inner-lr", minimum=0.0)
+    inner_lr: float = option(0.1, "Inner-loop learning rate of the head.", flag="--inner-lr", minimum=0.0,
+                             tune=log_range(0.01, 1.0))
     train_inner_steps: int = option(5, "Head adaptation steps while meta-training.", flag="--train-inner-steps",
-                                    minimum=0, maximum=100)
+                                    minimum=0, maximum=100, tune=linear_range(1, 10))
     test_inner_steps: int = option(20, "Head adaptation steps at validation and test.", flag="--test-inner-steps",
-                                   minimum=0, maximum=1000)
-    first_order: bool = option(False, "Drop the derivatives through the inner steps (first-order ANIL).")
+                                   minimum=0, maximum=1000, tune=linear_range(5, 50))
+    first_order: bool = option(False, "Drop the derivatives through the inner steps (first-order ANIL).",
+                               tune=one_of(False, True))
     zero_head: bool = option(True, "Start every task from a zero head instead of a meta-learned one "
                                    "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
     engine: str = option("batched", "How tasks adapt: all at once with torch.func (batched), or one at a time with "
@@ -107,6 +110,7 @@ class ANILSolver(EngineSolver):
     #: Chosen on validation tasks (bench/results/protonet_anil_sweeps.md) to fit well under 15 minutes on the
     #: 2-core development CPU.
     defaults: ClassVar[dict] = {"iterations": 2000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 250}
+    tuned_settings: ClassVar[dict] = {"meta_lr": log_range(3e-4, 1e-2), "meta_batch": one_of(4, 8, 16)}
 
     engines: ClassVar[dict] = HEAD_ONLY_ENGINES
 

@@ -76,6 +76,9 @@ class Solver(Protocol):
     Options: ClassVar[type]
     #: The solver's defaults for shared settings, over :class:`~l2l_omniglot.config.RunConfig`'s.
     defaults: ClassVar[dict]
+    #: Optional: the shared settings ``omnimeta tune`` searches for this solver, name -> range
+    #: (:mod:`l2l_omniglot.solvers.space`); its own options carry their ranges in ``option(..., tune=...)``.
+    tuned_settings: ClassVar[dict]
 
     def meta_train_step(self, tasks: TaskBatch) -> StepStats:
         """Take one optimisation step on a meta-batch of tasks."""
@@ -140,6 +143,7 @@ class BaseSolver:
     paper: ClassVar[str] = ""
     Options: ClassVar[type] = SolverOptions
     defaults: ClassVar[dict] = {}
+    tuned_settings: ClassVar[dict] = {}
 
     def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
         self.config = config

@@ -95,23 +95,31 @@ def solver_options(solvers: list, flag_values: dict, option_values: dict, flags:
     return chosen
 
 
-def configs_from_options(solvers: list, training: dict) -> list:
-    """One resolved RunConfig per solver from parsed command-line values.
+def given_settings(solvers: list, training: dict) -> tuple:
+    """``(shared, {solver: options})``: the shared settings and each solver's own options the user typed.
 
     ``training`` maps shared settings (``iterations``), kept flags
     (``inner_lr``) and ``option_values`` (the ``--option`` strings) to their
-    values, None where not given; it is not changed.
+    values, None where not given; it is not changed. Values not given are left out.
     """
     flags = solver_flags()
-    shared = {name: training[name] for name in RunConfig.shared_names() if name in training}
+    shared = {name: training[name] for name in RunConfig.shared_names() if training.get(name) is not None}
     option_values = parse_option_values(training.get("option_values") or ())
     flag_values = {param: training[param] for param in flags if training.get(param) is not None}
-    unknown = [param for param in training if param not in flags and param not in shared
+    unknown = [param for param in training if param not in flags and param not in RunConfig.shared_names()
                and param != "option_values" and training[param] is not None]
     if unknown:
         raise ConfigError(f"{', '.join(unknown)} is not a shared setting or a solver's flag; leave it out")
-    own = solver_options(solvers, flag_values, option_values, flags)
-    return [resolve_config(name, options=own[name], **shared) for name in solvers]
+    return shared, solver_options(solvers, flag_values, option_values, flags)
+
+
+def configs_from_options(solvers: list, training: dict, params: tuple = ({}, {})) -> list:
+    """One resolved RunConfig per solver from parsed command-line values (see :func:`given_settings`).
+
+    ``params``: ``(shared, options)`` from ``--params`` (a study's best.json), below what the user typed.
+    """
+    shared, own = given_settings(solvers, training)
+    return [resolve_config(name, options={**params[1], **own[name]}, **{**params[0], **shared}) for name in solvers]
 
 
 def given_options(training: dict) -> list:

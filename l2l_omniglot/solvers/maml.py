@@ -48,15 +48,18 @@ from typing import ClassVar
 from l2l_omniglot.engines import ENGINES
 from l2l_omniglot.solvers.base import EngineSolver
 from l2l_omniglot.solvers.options import SolverOptions, option
+from l2l_omniglot.solvers.space import linear_range, log_range, one_of
 
 
 @dataclass(frozen=True)
 class MAMLOptions(SolverOptions):
-    inner_lr: float = option(0.4, "Inner-loop learning rate.", flag="--inner-lr", minimum=0.0)
+    inner_lr: float = option(0.4, "Inner-loop learning rate.", flag="--inner-lr", minimum=0.0,
+                             tune=log_range(0.05, 1.0))
+    # Each training step more multiplies the step's cost (and MAML's memory), so the range stays short.
     train_inner_steps: int = option(1, "Adaptation steps while meta-training.", flag="--train-inner-steps",
-                                    minimum=0, maximum=100)
+                                    minimum=0, maximum=100, tune=linear_range(1, 3))
     test_inner_steps: int = option(20, "Adaptation steps at validation and test.", flag="--test-inner-steps",
-                                   minimum=0, maximum=1000)
+                                   minimum=0, maximum=1000, tune=linear_range(5, 40))
     zero_head: bool = option(True, "Start every task from a zero head instead of a meta-learned one "
                                    "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
     engine: str = option("l2l", "How tasks adapt: one at a time with learn2learn (l2l), or all at once with "
@@ -74,6 +77,7 @@ class MAMLSolver(EngineSolver):
     Options: ClassVar[type] = MAMLOptions
     first_order: ClassVar[bool] = False
     defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 8, "meta_lr": 0.003, "val_every": 500}
+    tuned_settings: ClassVar[dict] = {"meta_lr": log_range(3e-4, 1e-2), "meta_batch": one_of(4, 8, 16)}
 
     engines: ClassVar[dict] = ENGINES
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.solvers.space import TuneRange
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def option(default, help: str, *, flag: Optional[str] = None, choices: Optional[tuple] = None,
-           minimum: Optional[float] = None, maximum: Optional[float] = None):
+           minimum: Optional[float] = None, maximum: Optional[float] = None, tune: Optional[TuneRange] = None):
     """A dataclass field of a solver's options.
 
     ``flag`` is a command-line flag kept for this option (``"--inner-lr"``, or
@@ -42,9 +43,11 @@ def option(default, help: str, *, flag: Optional[str] = None, choices: Optional[
     share a flag for options of the same name. ``choices`` limits a string, and
     ``minimum``/``maximum`` bound a number. A default of ``None`` means "decided
     by the solver from its other options" (see :meth:`SolverOptions.resolved`).
+    ``tune`` is the range ``omnimeta tune`` searches (:mod:`l2l_omniglot.solvers.space`:
+    ``log_range``, ``linear_range``, ``one_of``); without it the option keeps its value in a study.
     """
     return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices,
-                                                        "minimum": minimum, "maximum": maximum})
+                                                        "minimum": minimum, "maximum": maximum, "tune": tune})
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class OptionSpec:
     choices: Optional[tuple]
     minimum: Optional[float]
     maximum: Optional[float]
+    tune: Optional[TuneRange] = None
 
     @property
     def type_name(self) -> str:
@@ -67,7 +71,8 @@ class OptionSpec:
     def describe(self) -> dict:
         return {"name": self.name, "type": self.type_name, "default": self.default, "help": self.help,
                 "flag": self.flag, "choices": list(self.choices) if self.choices else None,
-                "minimum": self.minimum, "maximum": self.maximum}
+                "minimum": self.minimum, "maximum": self.maximum,
+                "tune": self.tune.describe() if self.tune is not None else None}
 
     def parse(self, value, solver: str):
         """``value`` (a string from the command line, or a Python value) as this option's type, checked."""
@@ -121,7 +126,7 @@ class SolverOptions:
                 kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
             meta = f.metadata
             specs.append(OptionSpec(f.name, kind, f.default, meta.get("help", ""), meta.get("flag"),
-                                    meta.get("choices"), meta.get("minimum"), meta.get("maximum")))
+                                    meta.get("choices"), meta.get("minimum"), meta.get("maximum"), meta.get("tune")))
         return specs
 
     @classmethod

@@ -76,22 +76,24 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.models import ConvNet
 from l2l_omniglot.solvers.base import GradientSolver, SharedState, StepStats, accuracy, build_optimizer
 from l2l_omniglot.solvers.options import SolverOptions, option
+from l2l_omniglot.solvers.space import linear_range, log_range, one_of
 
 BATCH_NORM_MODES = ("running", "task")
 
 
 @dataclass(frozen=True)
 class ProtoNetOptions(SolverOptions):
+    # Up to Snell's 60 ways; each way more costs step time, which the study's equal budget of iterations ignores.
     train_ways: int = option(20, "Classes per meta-training episode (validation and test keep --ways).",
-                             minimum=2, maximum=1000)
+                             minimum=2, maximum=1000, tune=linear_range(5, 60))
     train_shots: Optional[int] = option(None, "Support images per class in a meta-training episode "
                                               "[default: the run's --shots].",
                                         minimum=1, maximum=IMAGES_PER_CHARACTER - 1)
     train_queries: int = option(5, "Query images per class in a meta-training episode.",
-                                minimum=1, maximum=IMAGES_PER_CHARACTER - 1)
+                                minimum=1, maximum=IMAGES_PER_CHARACTER - 1, tune=linear_range(1, 15))
     batch_norm: str = option("running", "Batch norm: running statistics at test, as Snell's code (running), or "
                                         "each task normalised with its own statistics (task).",
-                             choices=BATCH_NORM_MODES)
+                             choices=BATCH_NORM_MODES, tune=one_of(*BATCH_NORM_MODES))
 
     def check(self, solver: str) -> None:
         if self.train_shots is not None and self.train_shots + self.train_queries > IMAGES_PER_CHARACTER:
@@ -122,6 +124,7 @@ class ProtoNetSolver(GradientSolver):
     #: Chosen on validation tasks (bench/results/protonet_anil_sweeps.md, docs/results.md): one 20-way episode
     #: per step at meta-lr 0.003, 4000 steps (about 12 minutes on one thread of the 2-core development CPU).
     defaults: ClassVar[dict] = {"iterations": 4000, "meta_batch": 1, "meta_lr": 0.003, "val_every": 250}
+    tuned_settings: ClassVar[dict] = {"meta_lr": log_range(1e-4, 1e-2)}
 
     def __init__(self, config: RunConfig, num_train_classes: int = 0, device="cpu"):
         super().__init__(config, num_train_classes, device)

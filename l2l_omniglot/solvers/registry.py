@@ -24,6 +24,7 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.plugins import IN_PROCESS, PluginEntry, PluginRegistry
 from l2l_omniglot.solvers.base import REQUIRED_MEMBERS
 from l2l_omniglot.solvers.options import SolverOptions
+from l2l_omniglot.solvers.space import solver_space
 
 ENTRY_POINT_GROUP = "omnimeta.solvers"
 #: The built-in solvers in the order the docs introduce them; any other solver follows, by name.
@@ -109,7 +110,10 @@ def solver_label(config: RunConfig) -> str:
 
 
 def describe_solvers() -> list:
-    """Every installed solver, for ``omnimeta solvers``: name, package, description, paper, options (or error)."""
+    """Every installed solver, for ``omnimeta solvers``: name, package, description, paper, options, space (or error).
+
+    ``space`` is what ``omnimeta tune`` searches by default (:func:`~l2l_omniglot.solvers.space.solver_space`).
+    """
     described = []
     for entry in SOLVERS.entries():
         row = {"name": entry.name, "package": entry.package, "target": entry.target}
@@ -120,5 +124,9 @@ def describe_solvers() -> list:
         else:
             row.update(description=cls.description, paper=getattr(cls, "paper", ""),
                        defaults=dict(cls.defaults), options=[s.describe() for s in cls.Options.specs()])
+            try:
+                row["space"] = solver_space(cls).describe()
+            except ConfigError as error:  # a plugin's bad range is its own problem: shown, not fatal
+                row["space_error"] = str(error)
         described.append(row)
     return described

@@ -44,6 +44,7 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.models import ConvNet
 from l2l_omniglot.solvers.base import BaseSolver, StepStats, accuracy, build_optimizer, check_ways
 from l2l_omniglot.solvers.options import SolverOptions, option
+from l2l_omniglot.solvers.space import linear_range, log_range, one_of
 
 TRANSFER_MODES = ("classes", "tasks")
 #: Fine-tuning learning rate per mode: a task-local head starts from random weights, so it needs the larger
@@ -56,9 +57,10 @@ class TransferOptions(SolverOptions):
     mode: str = option("classes", "Pre-train on all meta-train classes (classes), or on task-local labels as the "
                                   "HW15 sample does (tasks).", flag="--transfer-mode", choices=TRANSFER_MODES)
     inner_lr: Optional[float] = option(None, "Fine-tuning learning rate [default: 0.01 in classes mode, 0.4 in "
-                                             "tasks mode].", flag="--inner-lr", minimum=0.0)
+                                             "tasks mode].", flag="--inner-lr", minimum=0.0,
+                                       tune=log_range(1e-3, 0.3))
     test_inner_steps: int = option(10, "Fine-tuning steps on each support set at validation and test.",
-                                   flag="--test-inner-steps", minimum=0, maximum=1000)
+                                   flag="--test-inner-steps", minimum=0, maximum=1000, tune=linear_range(0, 30))
 
     def resolved(self) -> "TransferOptions":
         return self if self.inner_lr is not None else replace(self, inner_lr=MODE_INNER_LR[self.mode])
@@ -90,6 +92,7 @@ class TransferSolver(BaseSolver):
     paper: ClassVar[str] = "Chen et al., A Closer Look at Few-shot Classification, ICLR 2019"
     Options: ClassVar[type] = TransferOptions
     defaults: ClassVar[dict] = {"iterations": 3000, "meta_batch": 16, "val_every": 250}
+    tuned_settings: ClassVar[dict] = {"meta_lr": log_range(3e-4, 1e-2), "meta_batch": one_of(8, 16, 32)}
     #: Temperature of the cosine head; 10 keeps the softmax neither flat nor saturated for 5-20 ways.
     cosine_scale: ClassVar[float] = 10.0
 

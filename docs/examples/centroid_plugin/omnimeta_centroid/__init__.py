@@ -6,6 +6,7 @@ an omnimeta solver that lives in another package: ``pip install`` this folder an
 ``omnimeta run --solver centroid`` trains it.
 
 Options: ``normalize`` (compare unit-length features, i.e. cosine similarity; else Euclidean).
+``omnimeta tune --solver centroid`` searches ``normalize``, ``meta_lr`` and ``meta_batch``.
 """
 from dataclasses import dataclass
 
@@ -13,13 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from l2l_omniglot.models import ConvNet
-from l2l_omniglot.solvers import BaseSolver, SolverOptions, StepStats, build_optimizer, option
+from l2l_omniglot.solvers import BaseSolver, SolverOptions, StepStats, build_optimizer, log_range, one_of, option
 from l2l_omniglot.stats import accuracy
 
 
 @dataclass(frozen=True)
 class CentroidOptions(SolverOptions):
-    normalize: bool = option(True, "Compare unit-length features (cosine); false: negative squared distance.")
+    normalize: bool = option(True, "Compare unit-length features (cosine); false: negative squared distance.",
+                             tune=one_of(True, False))
 
 
 class CentroidSolver(BaseSolver):
@@ -28,6 +30,8 @@ class CentroidSolver(BaseSolver):
     paper = ""
     Options = CentroidOptions
     defaults = {"iterations": 500, "meta_batch": 8}
+    # What `omnimeta tune --solver centroid` searches besides normalize (the shared settings it wants tuned).
+    tuned_settings = {"meta_lr": log_range(1e-4, 1e-2), "meta_batch": one_of(4, 8, 16)}
 
     def __init__(self, config, num_train_classes, device="cpu"):
         super().__init__(config, num_train_classes, device)
