@@ -30,7 +30,9 @@ from l2l_omniglot.data.tasks import AUGMENTS
 from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank, reports_error
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.evaluation import HUMAN_LAKE20_ERROR
+from l2l_omniglot.presets import PRESETS
 from l2l_omniglot.reporting import compare_table, write_compare_files
+from l2l_omniglot.reproduce import MAX_SEEDS, describe_presets, reproduce as reproduce_preset
 from l2l_omniglot.scoring import BENCHMARKS, check_evaluate_options, evaluate_run, predict_folder
 from l2l_omniglot.solvers import SOLVERS, describe_solvers, resolve_config
 from l2l_omniglot.threads import use_threads
@@ -637,6 +639,81 @@ def predict(run_dir, test_dir, output, answers, force, device, data_root, as_jso
     accuracy = report["accuracy"]
     stdout_console().print(f"wrote {report['rows']} rows to {output}"
                            + (f"; accuracy against {answers}: [bold]{accuracy:.4f}" if accuracy is not None else ""))
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def list_presets(data_root, timed_steps: int, device: str) -> list:
+    """``describe_presets`` with a progress bar over the timed presets (``timed_steps`` 0: no estimate, no data)."""
+    omniglot = open_omniglot(data_root) if timed_steps else None
+    with progress_bar() as bars:
+        task = bars.add_task("time a few steps of each preset", total=len(list(PRESETS)) if timed_steps else 0)
+        return describe_presets(omniglot, timed_steps, device, progress=lambda: bars.advance(task))
+
+
+@cli.command("reproduce")
+@click.argument("preset", required=False)
+@click.option("--list", "list_only", is_flag=True, help="List the presets: paper, row, number, the paper's budget and "
+                                                        "the time this machine would need for it.")
+@click.option("--timed-steps", type=click.IntRange(0, 100), default=2, show_default=True,
+              help="With --list: meta-training steps timed per preset for the estimate (0: no estimate).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of the reproduction: one run folder per seed (seed-K), reproduce.json, reproduce.md.")
+@click.option("--seeds", type=click.IntRange(1, MAX_SEEDS), default=1, show_default=True, help="Seeds 0..N-1 to run.")
+@click.option("--budget", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Fraction of the paper's meta-training steps to run (below 1 the verdict is 'not comparable').")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--nproc", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Train each seed data-parallel on N local processes (as `omnimeta run --nproc`).")
+@data_root_option
+@threads_option
+@json_option
+def reproduce_command(preset, list_only, timed_steps, out_dir, seeds, budget, device, nproc, data_root, as_json):
+    """Run a paper's preset (its own settings, each with a source) and judge ours against the paper's number.
+
+    Seeds run as ordinary run folders OUT/seed-K; the same command again skips
+    finished seeds and continues stopped ones. Then OUT/reproduce.json and
+    OUT/reproduce.md give ours per seed and across seeds (95% interval), the
+    paper's number, the fraction of its budget run and the verdict, with its
+    rule. docs/reproduce.md lists the presets and their sources.
+    """
+    if list_only:
+        if preset is not None or out_dir is not None:
+            raise click.UsageError("--list lists every preset; drop PRESET and --out")
+        rows = list_presets(data_root, timed_steps, "cpu" if device == "auto" else device)
+        if as_json:
+            emit_json(rows)
+            return
+        table = Table(title="paper presets (omnimeta reproduce PRESET --out DIR)")
+        for column in ("preset", "solver", "paper row", "paper's number", "paper's budget", "est. time here"):
+            table.add_column(column)
+        for row in rows:
+            number = f"{row['paper_accuracy']:.3f}" + (f" ± {row['paper_plus_minus']:.3f}" if row["paper_plus_minus"]
+                                                       else "")
+            estimate = duration(row["estimate"]["total_seconds"]) if "estimate" in row else "-"
+            table.add_row(row["name"], row["solver"], row["row"], number,
+                          f"{row['paper_iterations']} {row['budget_unit']}", estimate)
+        stdout_console().print(table)
+        return
+    if preset is None or out_dir is None:
+        raise click.UsageError("give a PRESET and --out DIR (or --list)")
+    bars = {}
+
+    def on_seed(seed, state):
+        console.print(f"seed {seed}: {state}")
+    summary = reproduce_preset(preset, out_dir, seeds, budget, device, nproc,
+                               str(data_root) if data_root else None,
+                               callbacks=lambda seed: bars.setdefault(seed, ProgressBars()), on_seed=on_seed)
+    if as_json:
+        emit_json(summary)
+        return
+    low, high = summary["interval95"]
+    stdout_console().print(f"{preset}: ours {summary['mean_test_accuracy']:.4f} (95% interval {low:.4f}-{high:.4f}), "
+                           f"paper {summary['paper_accuracy']:.4f}, {summary['budget_fraction_run'] * 100:.3g}% of the "
+                           f"paper's budget: {summary['verdict']}")
+    stdout_console().print(f"written: {Path(out_dir) / 'reproduce.md'} and reproduce.json")
 
 
 def main(argv=None):
