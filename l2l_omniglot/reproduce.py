@@ -56,10 +56,10 @@ def _refuse_other(folder: Path, saved, wanted) -> None:
 
 
 def seed_request(preset: Preset, out_dir: Path, seed: int, budget: float, device: str, nproc: int,
-                 data_root: Optional[str]) -> Optional[RunRequest]:
+                 data_root: Optional[str], val_tasks: int = 100) -> Optional[RunRequest]:
     """How seed ``seed`` continues: None when it is finished, else a new or resuming :class:`RunRequest`."""
     folder = seed_folder(out_dir, seed)
-    wanted = preset.config(budget, seed=seed, device=device)
+    wanted = preset.config(budget, seed=seed, device=device, val_tasks=val_tasks)
     if (folder / "result.json").is_file():
         saved = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
         _refuse_other(folder, saved, wanted)
@@ -76,8 +76,11 @@ def seed_request(preset: Preset, out_dir: Path, seed: int, budget: float, device
 
 def reproduce(preset, out_dir, seeds: int = 1, budget: float = 1.0, device: str = "auto", nproc: int = 1,
               data_root: Optional[str] = None, callbacks: Optional[Callable] = None,
-              on_seed: Optional[Callable] = None) -> dict:
+              on_seed: Optional[Callable] = None, val_tasks: int = 100) -> dict:
     """Run (or continue) ``seeds`` seeds of ``preset`` at ``budget``, then write and return the summary.
+
+    ``val_tasks`` is omnimeta's own run mechanics (the fixed validation tasks
+    that choose the best state), not a paper setting.
 
     ``callbacks(seed)`` gives the :class:`~l2l_omniglot.training.RunCallbacks`
     of one seed's run; ``on_seed(seed, state)`` hears ``"skipped"``,
@@ -98,7 +101,8 @@ def reproduce(preset, out_dir, seeds: int = 1, budget: float = 1.0, device: str 
         earlier = json.loads(summary_path.read_text()).get("preset", {}).get("name")
         if earlier != preset.name:
             raise ConfigError(f"--out {out_dir} holds the reproduction of {earlier}; choose another --out")
-    requests = [seed_request(preset, out_dir, k, budget, device, nproc, data_root) for k in range(seeds)]
+    requests = [seed_request(preset, out_dir, k, budget, device, nproc, data_root, val_tasks)
+                for k in range(seeds)]
     out_dir.mkdir(parents=True, exist_ok=True)
     for seed, request in enumerate(requests):
         if on_seed is not None:
