@@ -32,7 +32,7 @@ from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.presets import PRESETS, Preset, check_budget, get_preset
 from l2l_omniglot.solvers import make_solver
-from l2l_omniglot.training import Benchmark, RunRequest, load_saved_state, run_training
+from l2l_omniglot.training import Benchmark, Interrupted, RunRequest, load_saved_state, run_training
 from l2l_omniglot.verdict import VERDICT_RULE, seed_interval, verdict
 
 MAX_SEEDS = 100
@@ -107,8 +107,13 @@ def reproduce(preset, out_dir, seeds: int = 1, budget: float = 1.0, device: str 
     for seed, request in enumerate(requests):
         if on_seed is not None:
             on_seed(seed, "skipped" if request is None else "resumed" if request.resume else "started")
-        if request is not None:
+        if request is None:
+            continue
+        try:
             run_training(request, callbacks(seed) if callbacks is not None else None)
+        except Interrupted as stop:
+            raise Interrupted(f"{stop} (or run the same `omnimeta reproduce` command again: it continues every "
+                              f"seed)", stop.exit_code - 128) from None
     summary = summarise(preset, [seed_folder(out_dir, k) for k in range(seeds)])
     write_json(out_dir / "reproduce.json", summary)
     write_text(out_dir / "reproduce.md", summary_markdown(summary))
