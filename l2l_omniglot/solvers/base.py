@@ -245,14 +245,23 @@ class EngineSolver(GradientSolver):
 class MetaOptimizer:
     """Adam at ``config.meta_lr``; with ``lr_schedule="cosine"`` annealed to zero over ``config.iterations``.
 
+    A solver may instead halve the learning rate every ``halve_every`` steps
+    (Snell et al. 2017 halve it every 2,000 episodes); that needs
+    ``lr_schedule="constant"``, so that two schedules never mix.
+
     The schedule steps with the optimizer, so the solver's own state (and a
     resumed run) carries it; the training loop needs to know nothing of it.
     """
 
-    def __init__(self, parameters, config: RunConfig):
+    def __init__(self, parameters, config: RunConfig, halve_every: int = 0):
         self.adam = torch.optim.Adam(parameters, lr=config.meta_lr)
         self.schedule = None
-        if config.lr_schedule == "cosine":
+        if halve_every:
+            if config.lr_schedule != "constant":
+                raise ConfigError(f"halving the meta learning rate every {halve_every} steps needs "
+                                  f"--lr-schedule constant (got {config.lr_schedule}); set it, or drop the halving")
+            self.schedule = torch.optim.lr_scheduler.StepLR(self.adam, step_size=halve_every, gamma=0.5)
+        elif config.lr_schedule == "cosine":
             self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.adam, T_max=config.iterations)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -273,9 +282,9 @@ class MetaOptimizer:
             self.schedule.load_state_dict(state["schedule"])
 
 
-def build_optimizer(parameters, config: RunConfig) -> MetaOptimizer:
+def build_optimizer(parameters, config: RunConfig, halve_every: int = 0) -> MetaOptimizer:
     """The meta-optimizer every solver uses (see :class:`MetaOptimizer`)."""
-    return MetaOptimizer(parameters, config)
+    return MetaOptimizer(parameters, config, halve_every)
 
 
 def check_ways(head_ways: int, task_ways: int) -> None:

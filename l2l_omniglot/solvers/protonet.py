@@ -34,8 +34,11 @@ average their running statistics after every step (the solver names them in
 ``shared_state()``), so all ranks score alike.
 
 Options (``omnimeta solvers`` lists them): ``train_ways`` (20),
-``train_shots`` (by default the run's ``--shots``), ``train_queries`` (5)
-and ``batch_norm`` (``running``). The paper trains 60-way; on this project's
+``train_shots`` (by default the run's ``--shots``), ``train_queries`` (5),
+``batch_norm`` (``running``) and ``lr_halve_every`` (0: the run's
+``--lr-schedule`` alone; N: halve the meta learning rate every N steps, the
+paper's schedule with N = 2000 and one episode per step, which needs
+``--lr-schedule constant``). The paper trains 60-way; on this project's
 2-core CPU a 60-way step costs about five times a 20-way one, and at equal
 CPU time 20 ways validated as well as 30 (``bench/results/protonet_anil_sweeps.md``).
 The defaults (4000 steps of one episode at meta-lr 0.003) take about 12
@@ -94,6 +97,9 @@ class ProtoNetOptions(SolverOptions):
     batch_norm: str = option("running", "Batch norm: running statistics at test, as Snell's code (running), or "
                                         "each task normalised with its own statistics (task).",
                              choices=BATCH_NORM_MODES, tune=one_of(*BATCH_NORM_MODES))
+    lr_halve_every: int = option(0, "Halve the meta learning rate every N meta-training steps (0: never; Snell et al. "
+                                    "2017 halve it every 2,000 episodes); needs --lr-schedule constant.",
+                                 minimum=0, maximum=10**9)
 
     def check(self, solver: str) -> None:
         if self.train_shots is not None and self.train_shots + self.train_queries > IMAGES_PER_CHARACTER:
@@ -132,7 +138,7 @@ class ProtoNetSolver(GradientSolver):
         network = ConvNet(config.ways, image_size=config.image_size, batch_stats=not self.running_stats)
         #: The embedding: the 4 conv blocks, flattened; no head.
         self.model = network.features.to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), config)
+        self.optimizer = build_optimizer(self.model.parameters(), config, self.options.lr_halve_every)
 
     @classmethod
     def train_task_shape(cls, config: RunConfig) -> tuple:
