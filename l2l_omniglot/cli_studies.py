@@ -100,9 +100,11 @@ def duration(seconds: float) -> str:
 
 def list_presets(data_root, timed_steps: int, device: str) -> list:
     """``describe_presets`` with a progress bar over the timed presets (``timed_steps`` 0: no estimate, no data)."""
-    omniglot = open_omniglot(data_root) if timed_steps else None
+    if not timed_steps:
+        return describe_presets()
+    omniglot = open_omniglot(data_root)
     with progress_bar() as bars:
-        task = bars.add_task("time a few steps of each preset", total=len(list(PRESETS)) if timed_steps else 0)
+        task = bars.add_task("time a few steps of each preset", total=len(list(PRESETS)))
         return describe_presets(omniglot, timed_steps, device, progress=lambda: bars.advance(task))
 
 
