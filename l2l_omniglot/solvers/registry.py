@@ -40,8 +40,12 @@ class SolverEntry:
     target: str
     package: str
     loaded: Optional[type] = None
+    #: ``package (module:Class)`` of every other package that declares the same name: the name is then refused.
+    rivals: tuple = ()
 
     def load(self) -> type:
+        if self.rivals:
+            raise ConfigError(name_clash_message(self.name, (f"{self.package} ({self.target})", *self.rivals)))
         if self.loaded is None:
             try:
                 module_name, _, attribute = self.target.partition(":")
@@ -56,6 +60,13 @@ class SolverEntry:
             check_solver_class(cls, self.name, self.package)
             self.loaded = cls
         return self.loaded
+
+
+def name_clash_message(name: str, claims: tuple) -> str:
+    """One line for a solver name that more than one package declares: a name belongs to one class."""
+    return (f"the solver name {name!r} is declared by {len(claims)} packages: {' and '.join(sorted(claims))}; a name "
+            f"belongs to one class, so it is refused: uninstall the package that should not provide {name!r} "
+            f"(or have it declare another name)")
 
 
 def check_solver_class(cls, name: str, package: str) -> None:
@@ -93,7 +104,10 @@ class SolverRegistry(MutableMapping):
             installed = {}
             for point in importlib.metadata.entry_points(group=self.group):
                 package = point.dist.name if point.dist is not None else "an unknown package"
-                installed.setdefault(point.name, SolverEntry(point.name, point.value, package))
+                entry = installed.setdefault(point.name, SolverEntry(point.name, point.value, package))
+                claim = f"{package} ({point.value})"
+                if (package, point.value) != (entry.package, entry.target) and claim not in entry.rivals:
+                    entry.rivals += (claim,)  # never one of them silently preferred: the name is refused
             self._installed = installed
         return {**self._installed, **self._in_process}
 
@@ -111,8 +125,16 @@ class SolverRegistry(MutableMapping):
         return self.entry(name).load()
 
     def __setitem__(self, name: str, cls: type) -> None:
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        owner = self._entries().get(name)
+        if owner is not None and (owner.loaded is cls or owner.target == target):
+            return  # the class that already owns the name
+        if owner is not None:
+            # A name belongs to one class: a script cannot take over a built-in's, a plugin's or its own earlier one.
+            raise ConfigError(name_clash_message(name, (f"{owner.package} ({owner.target})",
+                                                        f"{IN_PROCESS} ({target})")))
         check_solver_class(cls, name, IN_PROCESS)
-        self._in_process[name] = SolverEntry(name, f"{cls.__module__}:{cls.__qualname__}", IN_PROCESS, cls)
+        self._in_process[name] = SolverEntry(name, target, IN_PROCESS, cls)
 
     def __delitem__(self, name: str) -> None:
         del self._in_process[name]
