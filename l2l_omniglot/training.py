@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from l2l_omniglot.atomic import append_text, write_json, write_text
+from l2l_omniglot.callbacks import CallbackList, RunCallbacks, RunWarning
 from l2l_omniglot.checkpoint import load_checkpoint, save_checkpoint
 from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.data.splits import make_split
@@ -52,6 +53,9 @@ from l2l_omniglot.distributed import (PeerLostError, Ranks, check_splittable, la
                                       wait_to_be_stopped)
 from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError, first_line
 from l2l_omniglot.evaluation import Score
+from l2l_omniglot.leaks import seen_characters_record
+from l2l_omniglot.solver_checks import checked_step_stats
+from l2l_omniglot.tensorboard_log import EVENT_FILE_PREFIX, tensorboard_log
 from l2l_omniglot.solvers import SOLVERS, make_solver, solver_label
 from l2l_omniglot.threads import configure_threads, describe_threads, task_threads
 
@@ -184,7 +188,7 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
     """The lines of ``metrics.jsonl`` for iterations 1 .. ``iteration``, each once, in order.
 
     A line torn by a kill (not JSON, or without an integer ``iteration``) is
-    dropped, and so is a repeated iteration (two writers, once possible) after
+    left out (``--resume`` keeps it in :data:`UNREADABLE_METRICS`), and so is a repeated iteration (two writers, once possible) after
     its first line. :func:`missing_iterations` tells what is then lacking.
     """
     kept = {}
@@ -201,6 +205,23 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
         if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= iteration:
             kept.setdefault(number, line)
     return [kept[number] for number in sorted(kept)]
+
+
+#: Where --resume keeps the lines of metrics.jsonl it cannot read, rather than drop them.
+UNREADABLE_METRICS = "metrics-unreadable.txt"
+
+
+def unreadable_metric_lines(text: str) -> list:
+    """The lines of a ``metrics.jsonl`` text that are no record: not JSON, or with no integer ``iteration``."""
+    unreadable = []
+    for line in text.splitlines():
+        try:
+            number = json.loads(line)["iteration"]
+        except (ValueError, KeyError, TypeError):
+            number = None
+        if line.strip() and (not isinstance(number, int) or isinstance(number, bool)):
+            unreadable.append(line)
+    return unreadable
 
 
 def missing_iterations(lines: list, iteration: int) -> list:
@@ -348,43 +369,6 @@ def load_saved_state(out_dir: Path) -> tuple:
     return config, payload
 
 
-class RunCallbacks:
-    """What a run reports while it works; every method is optional (override the ones you need).
-
-    The command line draws progress bars with one of these; a script can log,
-    plot or stop early (raise ``KeyboardInterrupt`` to stop and save).
-    """
-
-    def on_start(self, trainer: "Trainer") -> None:
-        """The run is built and about to train from ``trainer.iteration`` to ``trainer.config.iterations``."""
-
-    def on_step(self, iteration: int, stats, seconds: float) -> None:
-        """Iteration ``iteration`` is done; ``seconds`` of training so far."""
-
-    def on_validation(self, iteration: int, score: Score) -> None:
-        """The validation score after ``iteration``."""
-
-    def on_eval_start(self, tasks: int) -> None:
-        """The final test on ``tasks`` fixed tasks begins."""
-
-    def on_eval_progress(self, done: int) -> None:
-        """``done`` more test tasks are scored."""
-
-    def on_finish(self) -> None:
-        """The run ended (finished, interrupted or failed)."""
-
-    def on_warning(self, message: str) -> None:
-        """Something the user should know that does not stop the run (a resumed run's metrics have a gap).
-
-        By default a :class:`RunWarning` through :mod:`warnings`; the command line prints ``Warning: ...``.
-        """
-        warnings.warn(message, RunWarning, stacklevel=2)
-
-
-class RunWarning(UserWarning):
-    """A resumed run's folder is not what its state says (a gap in metrics.jsonl, an edited config.json)."""
-
-
 class _StopAfterIteration(KeyboardInterrupt):
     """A stop request, acted on between two iterations: the state is consistent, so it is saved."""
 
@@ -414,6 +398,8 @@ class Trainer:
             check_out_dir(out_dir, force)
         seed_everything(config.seed)
         self.benchmark = Benchmark.build(config, omniglot)
+        #: The characters this run meets, by name, kept in checkpoint.pt so that predict needs no data.
+        self.leak_record = seen_characters_record(config, omniglot)
         self.solver = make_solver(config, self.benchmark.num_train_classes, self.device)
         self.iteration = 0
         self.elapsed = 0.0
@@ -490,6 +476,11 @@ class Trainer:
         lines = metric_lines_up_to(metrics, self.iteration)
         text = "".join(line + "\n" for line in lines)
         if not metrics.is_file() or metrics.read_text(errors="replace") != text:
+            unreadable = unreadable_metric_lines(metrics.read_text(errors="replace")) if metrics.is_file() else []
+            if unreadable:  # kept before metrics.jsonl is cut back, never dropped
+                append_text(self.out_dir / UNREADABLE_METRICS, "".join(line + "\n" for line in unreadable))
+                self.warnings.append(f"{len(unreadable)} line(s) of {metrics} could not be read (torn or edited); "
+                                     f"they are kept in {self.out_dir / UNREADABLE_METRICS}")
             write_text(metrics, text)
         missing = missing_iterations(lines, self.iteration)
         if missing:
@@ -526,18 +517,21 @@ class Trainer:
         self.lock = RunFolderLock(self.out_dir).acquire()
         # Another run may have started (and ended) here since the first check.
         check_out_dir(self.out_dir, self.force, check_lock=False)
-        for stale in ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl"):
+        for stale in ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl", UNREADABLE_METRICS,
+                      *(path.name for path in self.out_dir.glob(EVENT_FILE_PREFIX + "*"))):
             (self.out_dir / stale).unlink(missing_ok=True)
         write_json(self.out_dir / "config.json", self.config.to_dict())
         write_text(self.out_dir / "metrics.jsonl", "")
 
     def _save_best(self, iteration: int, val_accuracy: float) -> None:
         save_checkpoint(self.out_dir / "checkpoint.pt", self.config, self.best["state"],
-                        self.benchmark.num_train_classes, iteration=iteration, val_accuracy=val_accuracy)
+                        self.benchmark.num_train_classes, iteration=iteration, val_accuracy=val_accuracy,
+                        leak_record=self.leak_record)
 
     def run(self, callbacks: Optional[RunCallbacks] = None) -> dict:
         """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict."""
-        callbacks = callbacks or RunCallbacks()
+        # Every run with a folder also writes TensorBoard events there (when TensorBoard is installed).
+        callbacks = CallbackList([callbacks or RunCallbacks(), tensorboard_log(self.out_dir, self.config)])
         try:
             for message in self.warnings:  # callbacks of a duck type may lack on_warning
                 getattr(callbacks, "on_warning", RunCallbacks().on_warning)(message)
@@ -564,12 +558,14 @@ class Trainer:
                     iteration = self.iteration + 1
                     tasks = train_sampler.sample(config.seed, iteration, len(own_tasks), first=own_tasks.start)
                     step_start = time.perf_counter()
-                    stats = self.ranks.meta_train_step(self.solver, tasks, config.meta_batch)
+                    stats = checked_step_stats(self.solver, self.ranks.meta_train_step(self.solver, tasks,
+                                                                                        config.meta_batch))
                     self.step_seconds += time.perf_counter() - step_start
                     if not math.isfinite(stats.loss):
                         kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
                         raise NumericalError(
-                            f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are "
+                            f"solver {config.solver}: the training loss became {stats.loss} at iteration {iteration}; "
+                            f"no score is given; the learning rates are "
                             f"likely too high (--meta-lr {config.meta_lr}, or the solver's own, see `omnimeta "
                             f"solvers`): lower them and rerun.{kept}")
                     record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}

@@ -253,7 +253,7 @@ CLI_CASES = [
      "holds an unusable config (a run config must be a JSON object (got list))"),
     ("checkpoint with an ill-typed setting",
      lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", {"ways": "five"}))],
-     "holds an unusable config (--ways must be a int (got 'five'))"),
+     "holds an unusable config (--ways must be an int (got 'five'))"),
     ("checkpoint with a config that is not JSON",
      lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", "{ways"))], "holds a config that is not JSON"),
     ("checkpoint with a negative class count",
