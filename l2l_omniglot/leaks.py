@@ -14,6 +14,12 @@ characters, never split names:
   warns when a model's training classes include evaluation-set characters
   (:func:`predict_leak_report`).
 
+So that ``predict`` needs only the model and the folder, a checkpoint
+records the characters its run met (:func:`seen_characters_record`: the split,
+and the meta-train and validation characters as ``set/Alphabet/characterNN``);
+:func:`predict_leak_report` reads that record, and needs the data only for a
+checkpoint written before it was kept.
+
 Example::
 
     from l2l_omniglot.leaks import check_lake20_clean
@@ -42,6 +48,30 @@ def seen_characters(config: RunConfig, omniglot) -> frozenset:
     return frozenset(split.train) | frozenset(split.val)
 
 
+def seen_characters_record(config: RunConfig, omniglot) -> dict:
+    """What a checkpoint keeps for the leak checks: the split and the meta-train and validation characters by name.
+
+    Names are ``background/Alphabet/characterNN`` or ``evaluation/...`` (the
+    Omniglot set, the alphabet and the character), so they mean the same
+    whichever copy of the data is installed, and where.
+    """
+    split = make_split(config.split, omniglot)
+    names = omniglot.characters
+    return {"split": config.split, "train": sorted({names[c] for c in split.train}),
+            "val": sorted({names[c] for c in split.val})}
+
+
+def check_seen_characters_record(record, config: RunConfig, path) -> dict:
+    """``record`` when it is a well-formed :func:`seen_characters_record` of ``config``'s split; else ConfigError."""
+    well_formed = (isinstance(record, dict) and record.get("split") == config.split
+                   and all(isinstance(record.get(part), list) and all(isinstance(n, str) for n in record[part])
+                           for part in ("train", "val")))
+    if not well_formed:
+        raise ConfigError(f"{path} holds a damaged record of the characters its run trained on (leak_record); "
+                          f"retrain, or restore the file from a backup")
+    return record
+
+
 def check_lake20_clean(config: RunConfig, omniglot, archive: Path) -> None:
     """ConfigError (one line) when a run of ``config`` saw any character of Lake's runs in ``archive``."""
     runs = lake_run_characters(omniglot, archive)
@@ -58,15 +88,19 @@ def evaluation_overlap(config: RunConfig, omniglot) -> int:
     return sum(1 for character in seen_characters(config, omniglot) if character >= first_evaluation)
 
 
-def predict_leak_report(config: RunConfig, omniglot=None) -> dict:
+def predict_leak_report(config: RunConfig, omniglot=None, record: Optional[dict] = None) -> dict:
     """What ``predict`` adds to its report: the overlap with the evaluation set, and a warning when there is one.
 
     HW15 test folders are drawn from the evaluation alphabets, so a model that
     trained on evaluation-set characters may have seen the folder's
-    characters. ``omniglot`` defaults to the data at ``$OMNIMETA_DATA``.
+    characters. With the checkpoint's ``record`` (:func:`seen_characters_record`)
+    no data is needed; without it ``omniglot`` is, by default the data at
+    ``$OMNIMETA_DATA``.
     """
-    omniglot = omniglot if omniglot is not None else load_omniglot()
-    overlap = evaluation_overlap(config, omniglot)
+    if record is not None:
+        overlap = len({name for part in ("train", "val") for name in record[part] if name.startswith("evaluation/")})
+    else:
+        overlap = evaluation_overlap(config, omniglot if omniglot is not None else load_omniglot())
     warning: Optional[str] = None
     if overlap:
         warning = (f"this model trained on {overlap} characters of the Omniglot evaluation set (meta-train or "
