@@ -219,5 +219,5 @@ def check_not_an_input(output: os.PathLike, option: str, inputs: dict) -> None:
         source = Path(os.path.realpath(given))
         if target == source or source in target.parents:
             where = "is" if target == source else "lies inside"
-            raise ConfigError(f"{option} {output} {where} {name} {given}, an input of this command: writing it "
-                              f"would destroy that input (--force does not change this); choose another path")
+            raise ConfigError(f"{option} {output} {where} {name} {given}, an input of this command, which "
+                              f"writing it would change (--force does not allow that); choose another path")

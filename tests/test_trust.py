@@ -251,7 +251,7 @@ def test_an_output_that_is_an_input_is_refused_even_with_force(runs, tmp_path):
     one_line(invoke("predict", runs["lake"], SAMPLE / "Omniglot-test", "-o", answers, "--answers", answers,
                     "--force"), "is --answers")
     one_line(invoke("predict", runs["lake"], SAMPLE / "Omniglot-test", "-o", tmp_path / "." / "answers.csv",
-                    "--answers", answers, "--force"), "would destroy that input")
+                    "--answers", answers, "--force"), "--force does not allow that")
     assert answers.read_bytes() == before
     one_line(invoke("compare", "--runs", runs["lake"], "--out", runs["lake"], "--force"), "is --runs")
 
