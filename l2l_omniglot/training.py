@@ -565,7 +565,7 @@ class Trainer:
                         kept = f" The last good state is kept in {out_dir}." if out_dir is not None else ""
                         raise NumericalError(
                             f"solver {config.solver}: the training loss became {stats.loss} at iteration {iteration}; "
-                            f"no score is given; the learning rates are "
+                            f"the learning rates are "
                             f"likely too high (--meta-lr {config.meta_lr}, or the solver's own, see `omnimeta "
                             f"solvers`): lower them and rerun.{kept}")
                     record = {"iteration": iteration, "loss": stats.loss, "train_accuracy": stats.accuracy}
