@@ -7,9 +7,13 @@ crash leaves the previous checkpoint whole.
 
 It carries everything needed to rebuild its solver without the data set: the
 run config (with the solver's name and its resolved options), the number of
-meta-train classes, and the package and ``module:Class`` the solver came
-from. So :func:`load_solver` treats every solver alike, built-in or plugin,
-and a run whose solver is not installed is named with its package.
+meta-train classes, and the package, version, entry point and class the
+solver came from (:mod:`l2l_omniglot.solver_record`). So :func:`load_solver`
+treats every solver alike, built-in or plugin, a run whose solver is not
+installed is named with its package, and a file whose class is not the one
+that would now run it is refused. A state that could not be read back (an
+object in ``state_dict``) is refused before it is written, and non-finite
+weights when they are read (:mod:`l2l_omniglot.solver_checks`).
 """
 from __future__ import annotations
 
