@@ -642,11 +642,14 @@ def evaluate(run_dir, eval_tasks, ways, shots, benchmark, device, data_root, as_
               help="An id,class CSV of the right answers; prints the accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@data_root_option
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Not needed for runs of this version (the checkpoint names the characters the model trained on, "
+                   "for the leak warning); for an older run, the Omniglot folder its split is rebuilt from. "
+                   "Default: $OMNIMETA_DATA, else ~/.cache/omnimeta/omniglot.")
 @threads_option
 @json_option
 def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
-    """Turn an HW15 Omniglot-test folder into a submission CSV (id,class)."""
+    """Turn an HW15 Omniglot-test folder into a submission CSV (id,class); needs only the run and the folder."""
     check_predict_paths(run_dir, test_dir, output, answers, force)  # before the data and the model are loaded
     # The checkpoint names the characters its model trained on: the data is read only for a run older than that.
     report = predict_folder(run_dir, test_dir, output, answers, device, force=force, data_root=data_root)
