@@ -34,7 +34,6 @@ import signal
 import socket
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -188,8 +187,8 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
     """The lines of ``metrics.jsonl`` for iterations 1 .. ``iteration``, each once, in order.
 
     A line torn by a kill (not JSON, or without an integer ``iteration``) is
-    left out (``--resume`` keeps it in :data:`UNREADABLE_METRICS`), and so is a repeated iteration (two writers, once possible) after
-    its first line. :func:`missing_iterations` tells what is then lacking.
+    left out (``--resume`` keeps it in :data:`UNREADABLE_METRICS`), and so is a
+    repeated iteration (two writers, once possible) after its first line. :func:`missing_iterations` tells what is then lacking.
     """
     kept = {}
     try:
