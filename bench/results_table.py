@@ -6,9 +6,10 @@
 Each RUNS is a run folder (``omnimeta run --out``, ``bench/train.py``) or a
 folder searched for them (every folder below it that holds ``result.json``
 and ``config.json``). Runs of one solver with the same settings but different
-seeds (``--seed``) are one row: the mean over seeds ± the sample standard
-deviation across seeds, with the smallest and largest; a row of one run shows
-its 95% confidence interval over tasks instead. Each table names the tasks
+seeds (``--seed``) are one row: the mean over seeds, and in columns of their
+own the sample standard deviation across seeds (with the smallest and largest)
+and the 95% confidence interval (over tasks for one run; over Lake's 20 runs,
+by Student's t, for the lake20 table). Each table names the tasks
 its numbers come from:
 
 * one table per split (``lake`` first): the best validation accuracy (on the
@@ -117,13 +118,28 @@ def spread(values: list) -> dict:
     return {"mean": mean, "std": std, "min": min(values), "max": max(values), "n": len(values)}
 
 
-def cell(values: list, ci95: float = None, percent: bool = False) -> str:
-    """One run: ``mean ± 95% CI``; several seeds: ``mean ± std (min–max)``."""
-    f = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.4f}")
-    s = spread(values)
-    if s["n"] == 1:
-        return f(s["mean"]) + (f" ± {f(ci95)}" if ci95 is not None else "")
-    return f"{f(s['mean'])} ± {f(s['std'])} ({f(s['min'])}–{f(s['max'])})"
+def _number(percent: bool):
+    return (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.4f}")
+
+
+def cell(values: list, percent: bool = False) -> str:
+    """The mean of ``values`` (one per seed), and for several seeds ``± std (min–max)`` across them."""
+    f, s = _number(percent), spread(values)
+    return f(s["mean"]) if s["n"] == 1 else f"{f(s['mean'])} ± {f(s['std'])} ({f(s['min'])}–{f(s['max'])})"
+
+
+def mean_cell(values: list, percent: bool = False) -> str:
+    return _number(percent)(spread(values)["mean"])
+
+
+def seed_spread_cell(values: list, percent: bool = False) -> str:
+    """``std (min–max)`` across seeds, or ``-`` for one seed: a spread, never mixed with an interval."""
+    f, s = _number(percent), spread(values)
+    return "-" if s["n"] == 1 else f"{f(s['std'])} ({f(s['min'])}–{f(s['max'])})"
+
+
+def interval_cell(ci95, percent: bool = False) -> str:
+    return "-" if ci95 is None else f"± {_number(percent)(ci95)}"
 
 
 def markdown(header: list, rows: list) -> str:
@@ -138,9 +154,11 @@ def split_table(split: str, groups: list) -> tuple:
     papers = split == "vinyals"
     title = (f"**{split} split.** val acc: the best validation accuracy on each run's {val_tasks} fixed validation "
              f"tasks (they chose the checkpoint); test acc: that checkpoint on the {test_tasks} fixed test tasks, "
-             f"scored once. One run: mean ± 95% CI over tasks; several seeds: mean ± std across seeds (min–max).")
+             f"scored once: the mean over seeds, the spread across seeds (std, min–max) and the 95% interval over "
+             f"tasks (one run) each in a column of its own.")
     header = ["solver", "task", "seeds", "iterations (best)", f"val acc ({val_tasks} validation tasks)",
-              f"test acc ({test_tasks} test tasks)", "meta-train time (s)"] + \
+              f"test acc ({test_tasks} test tasks)", "test acc across seeds: std (min–max)",
+              "test acc 95% CI over tasks", "meta-train time (s)"] + \
              (["paper (its own protocol), %"] if papers else []) + ["runs"]
     cells, rows = [], []
     for runs in groups:
@@ -162,7 +180,8 @@ def split_table(split: str, groups: list) -> tuple:
         rows.append(row)
         cells.append([row["solver"], f"{config.ways}-way {config.shots}-shot", len(runs),
                       f"{config.iterations} ({', '.join(map(str, best)) or '-'})",
-                      cell(vals) if vals else "-", cell(tests, row["test_ci95"]),
+                      cell(vals) if vals else "-", mean_cell(tests), seed_spread_cell(tests),
+                      interval_cell(row["test_ci95"]),
                       f"{spread(seconds)['mean']:.0f}" if seconds else "-"] +
                      ([row["paper"]] if papers else []) +
                      [", ".join(f"`{run['dir'].name}`" + (" (evaluate)" if run["evaluated"] else "") for run in runs)])
@@ -211,25 +230,41 @@ def score_other_ways(runs: list, ways: int, data_root) -> list:
     return added
 
 
+def runs_interval(reports: list):
+    """The 95% t interval over Lake's 20 runs of the error per run averaged over the seeds' ``lake20`` reports."""
+    import torch
+
+    from l2l_omniglot.evaluation import t_half_width95
+
+    names = sorted(reports[0]["per_run_error"])
+    if any(sorted(report.get("per_run_error", {})) != names for report in reports):
+        return None
+    per_run = torch.tensor([[report["per_run_error"][name] for name in names] for report in reports]).mean(dim=0)
+    return t_half_width95(per_run)
+
+
 def lake20_table(groups: list) -> tuple:
     title = ("**Lake's 20-way one-shot runs** (`all_runs.zip`: 20 runs of 20 one-shot classes and 20 test items, "
-             "drawings of 200 evaluation-set characters; only models that saw none of them). Error rate; one run: "
-             "± 95% CI over the 20 runs; several seeds: ± std across seeds (min–max).")
-    header = ["model", "split", "trained", "seeds", "error (20 runs)", "source"]
+             "drawings of 200 evaluation-set characters; only models that saw none of them). Error rate: the mean "
+             "over seeds, the spread across seeds (std, min–max), and the 95% interval over the 20 runs of the "
+             "seed-averaged error per run (Student's t, 19 df), each in a column of its own.")
+    header = ["model", "split", "trained", "seeds", "error (20 runs)", "across seeds: std (min–max)",
+              "95% CI over the 20 runs (t)", "source"]
     cells, rows = [], []
     for runs in groups:
         errors = [run["lake20"]["error"] for run in runs]
         config = runs[0]["config"]
         row = {"solver": runs[0]["label"], "split": config.split, "seeds": [run["config"].seed for run in runs],
-               "error": spread(errors), "error_ci95": runs[0]["lake20"].get("error_ci95") if len(runs) == 1 else None,
+               "error": spread(errors), "error_ci95": runs_interval([run["lake20"] for run in runs]),
                "runs": [str(run["dir"]) for run in runs]}
         rows.append(row)
         trained = f"{config.ways}-way {config.shots}-shot, {config.iterations} iterations"
         row["trained"] = trained
-        cells.append([row["solver"], config.split, trained, len(runs), cell(errors, row["error_ci95"], percent=True),
+        cells.append([row["solver"], config.split, trained, len(runs), mean_cell(errors, percent=True),
+                      seed_spread_cell(errors, percent=True), interval_cell(row["error_ci95"], percent=True),
                       "this project: " + ", ".join(f"`{run['dir'].name}`" for run in runs)])
     for name, error, source in LAKE20_REFERENCES:
-        cells.append([name, "-", "-", "-", f"{100 * error:.1f}%", source])
+        cells.append([name, "-", "-", "-", f"{100 * error:.1f}%", "-", "-", source])
         rows.append({"solver": name, "error": {"mean": error}, "source": source})
     return title + "\n\n" + markdown(header, cells), rows
 

@@ -203,3 +203,21 @@ def check_output_folder(path: os.PathLike, force: bool = False, option: str = "-
         raise ConfigError(f"{what}: {existing} is a file, so the folder cannot be made; choose another path")
     _try_writing_in(existing, what)
     return path
+
+
+def check_not_an_input(output: os.PathLike, option: str, inputs: dict) -> None:
+    """Refuse, with or without --force, an output path that is one of the command's inputs, or lies inside one.
+
+    ``inputs`` maps an option name (``--answers``, ``TEST_DIR``) to its path
+    (None: not given). Paths are compared where they lead (links and ``..``
+    resolved), so two spellings of one file are the same file.
+    """
+    target = Path(os.path.realpath(output))
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        if target == source or source in target.parents:
+            where = "is" if target == source else "lies inside"
+            raise ConfigError(f"{option} {output} {where} {name} {given}, an input of this command, which "
+                              f"writing it would change (--force does not allow that); choose another path")

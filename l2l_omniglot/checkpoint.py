@@ -7,9 +7,13 @@ crash leaves the previous checkpoint whole.
 
 It carries everything needed to rebuild its solver without the data set: the
 run config (with the solver's name and its resolved options), the number of
-meta-train classes, and the package and ``module:Class`` the solver came
-from. So :func:`load_solver` treats every solver alike, built-in or plugin,
-and a run whose solver is not installed is named with its package.
+meta-train classes, and the package, version, entry point and class the
+solver came from (:mod:`l2l_omniglot.solver_record`). So :func:`load_solver`
+treats every solver alike, built-in or plugin, a run whose solver is not
+installed is named with its package, and a file whose class is not the one
+that would now run it is refused. A state that could not be read back (an
+object in ``state_dict``) is refused before it is written, and non-finite
+weights when they are read (:mod:`l2l_omniglot.solver_checks`).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import torch
 from l2l_omniglot.atomic import atomic_path
 from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.errors import ConfigError, WriteError, first_line
+from l2l_omniglot.solver_checks import check_plain_state, non_finite_entry
+from l2l_omniglot.solver_record import check_solver_record, solver_record
 from l2l_omniglot.solvers.registry import SOLVERS
 
 FORMAT = "omnimeta-checkpoint-v2"
@@ -35,18 +41,24 @@ OLDER_FORMATS = ("omnimeta-checkpoint-v1",)
 
 
 def save_checkpoint(path: Path, config: RunConfig, solver_state: dict, num_train_classes: int, **extra) -> None:
+    """Write a checkpoint of ``solver_state``; a state that could not be read back is refused before any write.
+
+    ``extra`` adds entries (``trainer`` for a resumable state, ``leak_record`` of :mod:`l2l_omniglot.leaks`).
+    """
     path = Path(path)
-    entry = SOLVERS.entry(config.solver)
+    check_plain_state(config.solver, solver_state)
+    best = extra.get("trainer", {}).get("best", {}).get("state") if isinstance(extra.get("trainer"), dict) else None
+    if best is not None:
+        check_plain_state(config.solver, best)
     payload = {"format": FORMAT, "config": json.dumps(config.to_dict(), sort_keys=True), "solver": solver_state,
-               "num_train_classes": int(num_train_classes), "solver_package": entry.package,
-               "solver_target": entry.target, **extra}
+               "num_train_classes": int(num_train_classes), **solver_record(config.solver), **extra}
     try:
         with atomic_path(path) as temporary:
             torch.save(payload, temporary)
-    except RuntimeError as error:  # torch.save reports a failed write (a full disk) as a RuntimeError
+    except RuntimeError:  # torch.save reports a failed write (a full disk) as a RuntimeError, in its own jargon
         kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
-        raise WriteError(f"could not write {path} ({first_line(error)}); {kept}; free space on its disk or "
-                         f"fix the cause and run again") from None
+        raise WriteError(f"could not write {path} (the disk is full, or the write failed); {kept}; free space on "
+                         f"its disk or fix the cause and run again") from None
 
 
 def load_failure(error: BaseException) -> str:
@@ -114,21 +126,27 @@ def load_checkpoint(path: Path, map_location="cpu", expect: tuple = ()) -> tuple
         config = RunConfig.from_dict(data).validate()
     except (ConfigError, TypeError) as error:
         raise ConfigError(f"{path} holds an unusable config ({error}); retrain, or restore the file") from None
+    check_solver_record(path, config, payload)
+    for part, state in (("weights", payload["solver"]), ("best weights", _best_state(payload))):
+        where = non_finite_entry(state) if state is not None else None
+        if where is not None:
+            raise ConfigError(f"{path} holds non-finite {part} of its {config.solver} model (NaN or infinity in "
+                              f"{where[:80]}); no score is given for it: retrain (with lower learning rates), or "
+                              f"restore the file from a backup")
     return config, payload
 
 
-def missing_solver_hint(path: Path, config: RunConfig, payload: dict) -> str:
-    package = payload.get("solver_package") or "an unknown package"
-    return (f"{path} needs the solver {config.solver!r}, which is not installed here; it comes from the package "
-            f"{package}: install it (`pip install {package}`) and retry")
+def _best_state(payload: dict):
+    """The best validated state inside a resumable ``state.pt`` (None in a model checkpoint)."""
+    trainer = payload.get("trainer")
+    best = trainer.get("best") if isinstance(trainer, dict) else None
+    return best.get("state") if isinstance(best, dict) and isinstance(best.get("state"), dict) else None
 
 
 def load_solver(path: Path, device="cpu") -> tuple:
     """``(config, solver, payload)`` from a checkpoint: the solver rebuilt from what the file says, weights loaded."""
     path = Path(path)
-    config, payload = load_checkpoint(path)
-    if config.solver not in SOLVERS:
-        raise ConfigError(missing_solver_hint(path, config, payload))
+    config, payload = load_checkpoint(path)  # the solver's class checked there (check_solver_record)
     target = resolve_device(device)
     try:
         solver = SOLVERS[config.solver](config, payload["num_train_classes"], target)

@@ -32,7 +32,7 @@ from typing import Callable, ContextManager, Optional
 
 import torch
 
-from l2l_omniglot.atomic import check_output_folder
+from l2l_omniglot.atomic import check_not_an_input, check_output_folder
 from l2l_omniglot.checkpoint import load_checkpoint, load_solver
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.omniglot import load_omniglot
@@ -170,6 +170,29 @@ def _seed_spread(group: list) -> dict:
             "test_accuracy_min": min(accuracies), "test_accuracy_max": max(accuracies)}
 
 
+def _settings(config: RunConfig) -> dict:
+    """A run's settings as one flat mapping: the shared ones and the solver's options (by name)."""
+    return {**{k: v for k, v in config.to_dict().items() if k != "options"}, **config.options}
+
+
+def row_labels(groups: list) -> list:
+    """How each row is named: its label, and where runs of one label make several rows, also the run folder and
+    the settings in which those rows differ (``fomaml (runs/a; inner_lr=0.1)``)."""
+    labels = [group[0].label for group in groups]
+    named = []
+    for group, label in zip(groups, labels):
+        rivals = [_settings(other[0].config) for other, other_label in zip(groups, labels) if other_label == label]
+        if len(rivals) == 1:
+            named.append(label)
+            continue
+        keys = sorted(key for key in set().union(*rivals) if key not in SEED_KEYS
+                      and len({json.dumps(r.get(key), sort_keys=True, default=str) for r in rivals}) > 1)
+        own = _settings(group[0].config)
+        folder = group[0].run_dir.name + (f" and {len(group) - 1} more" if len(group) > 1 else "")
+        named.append(f"{label} ({folder}" + "".join(f"; {key}={own.get(key)}" for key in keys) + ")")
+    return named
+
+
 def compare_rows(scored: list) -> list:
     """One row per solver and settings, with its paired difference to the best row on the same tasks.
 
@@ -186,12 +209,13 @@ def compare_rows(scored: list) -> list:
     per_task = [torch.stack([run.per_task.double() for run in group]).mean(dim=0) for group in groups]
     best = max(range(len(groups)), key=lambda i: per_task[i].mean().item())
     with_seeds = any(len(group) > 1 for group in groups)
+    labels = row_labels(groups)
     rows = []
     for i, group in enumerate(groups):
         score = Score.of(per_task[i])
         difference = PairedDifference.of(per_task[i], per_task[best])
         rows.append({
-            "solver": group[0].label,
+            "solver": labels[i],
             "run": ", ".join(str(run.run_dir) for run in group),
             **_group_result(group),
             "test_accuracy": score.accuracy,
@@ -285,6 +309,8 @@ def check_comparison(configs: list, out_dir: Path, runs: list, force: bool) -> N
         raise ConfigError("nothing to compare: give --solvers or --runs")
     if (out_dir / "compare.json").is_file() and not force:
         raise ConfigError(f"--out {out_dir} already holds a comparison; choose another folder or add --force")
+    for run_dir in runs:  # an output that is an input is refused even with --force
+        check_not_an_input(out_dir, "--out", {"--runs": run_dir})
     check_output_folder(out_dir, force, "--out", COMPARE_FILES)
     for config in configs:
         check_out_dir(out_dir / config.solver, force)

@@ -22,7 +22,7 @@ import torch
 from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE
 from l2l_omniglot.data.splits import SPLITS
 from l2l_omniglot.data.tasks import augmentations, check_task_shape
-from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.errors import ConfigError, with_article
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("cosine", "constant")
@@ -83,7 +83,7 @@ class RunConfig:
             expected = {"int": int, "float": (int, float), "str": str, "dict": dict}[f.type]
             value = getattr(self, f.name)
             if not isinstance(value, expected) or isinstance(value, bool):
-                raise ConfigError(f"--{f.name.replace('_', '-')} must be a {f.type} (got {value!r})")
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be {with_article(f.type)} (got {value!r})")
         check_task_shape(self.ways, self.shots, self.queries)
         if not math.isfinite(self.meta_lr) or self.meta_lr < 0:
             raise ConfigError(f"--meta-lr must be a finite number >= 0 (got {self.meta_lr})")

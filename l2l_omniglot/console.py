@@ -22,7 +22,7 @@ from rich.table import Table
 from l2l_omniglot.distributed import reports_error
 from l2l_omniglot.errors import OmnimetaError
 from l2l_omniglot.run_folder import Interrupted
-from l2l_omniglot.training import RunCallbacks
+from l2l_omniglot.callbacks import RunCallbacks
 
 console = Console(stderr=True)
 
@@ -34,11 +34,19 @@ def stdout_console() -> Console:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM outside the training loop (which saves and stops on its own): stop like Ctrl-C, status 143."""
+    """SIGTERM or SIGHUP outside the training loop (which saves and stops on its own): stop like Ctrl-C, 128 + it."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.signum = int(signum)
+
+
+#: Signals that stop a command as Ctrl-C does (the training loop saves on them itself, see distributed.STOP_SIGNALS).
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _terminate(signum, frame):
-    raise Terminated()
+    raise Terminated(signum)
 
 
 class OneLineErrors(click.Group):
@@ -46,9 +54,9 @@ class OneLineErrors(click.Group):
 
     In a distributed run every rank fails alike on bad input, so only rank 0
     prints it; a failure of a rank's own (see ``distributed.RankError``) is
-    printed by that rank. SIGTERM is an interrupt, as Ctrl-C: a run saves and
+    printed by that rank. SIGTERM and SIGHUP are interrupts, as Ctrl-C: a run saves and
     says how to resume (the training loop's own handler), anything else stops
-    with ``Aborted.`` and status 143.
+    with ``Aborted.`` and status 128 + the signal.
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -58,7 +66,8 @@ class OneLineErrors(click.Group):
             sys.exit(status)
 
         on_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+        previous = {signum: signal.signal(signum, _terminate) for signum in TERMINATING_SIGNALS} \
+            if on_main_thread else {}
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as error:
@@ -68,11 +77,11 @@ class OneLineErrors(click.Group):
         except OmnimetaError as error:
             fail(f"Error: {error}", error, error.exit_code)
         except (click.Abort, KeyboardInterrupt) as error:
-            terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
-            fail("Aborted.", error, 128 + (signal.SIGTERM if terminated else signal.SIGINT))
+            terminated = error if isinstance(error, Terminated) else error.__cause__
+            fail("Aborted.", error, 128 + (terminated.signum if isinstance(terminated, Terminated) else signal.SIGINT))
         finally:
-            if on_main_thread:
-                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result

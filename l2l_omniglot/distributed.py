@@ -52,8 +52,9 @@ from l2l_omniglot.solvers.base import SharedState, missing_rank_members
 from l2l_omniglot.stats import StepStats
 
 BACKENDS = ("auto", "gloo", "nccl")
-#: Signals that ask a run to stop and save: Ctrl-C, and SIGTERM from job schedulers and container runtimes.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Signals that ask a run to stop and save: Ctrl-C, SIGTERM from job schedulers and container runtimes, and SIGHUP
+#: from a terminal that closes (an ssh session that drops).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds a rank waits to reach the rendezvous, or for its peers at a collective, before it gives up.
 DEFAULT_TIMEOUT_S = 120.0
 #: The longest wait a user may ask for (a week): far beyond any rendezvous, and within what timedelta can hold.
@@ -184,7 +185,7 @@ class Ranks:
         self.stop_agreed = False
         self._stop_requested = False
         self._stop_requested_at = 0.0
-        #: The signal that asked this process to stop (SIGINT or SIGTERM), for its exit status.
+        #: The signal that asked this process to stop (one of STOP_SIGNALS), for its exit status.
         self.stop_signal = signal.SIGINT
 
     @property
@@ -226,14 +227,14 @@ class Ranks:
 
     @contextlib.contextmanager
     def stop_on_interrupt(self, immediate: bool = False):
-        """While inside, Ctrl-C or SIGTERM asks the loop to stop after the current iteration (:attr:`stop_agreed`).
+        """While inside, Ctrl-C, SIGTERM or SIGHUP asks the loop to stop after the current iteration (:attr:`stop_agreed`).
 
         A ``KeyboardInterrupt`` raised at an arbitrary point can land in a
         finaliser, where Python prints and drops it, and the run goes on; a flag
         read between iterations cannot be lost. A second signal stops at once,
         and so does the first with ``immediate`` (for work with no iteration to
         finish, such as the final test). SIGTERM is how ``timeout``, Docker,
-        Slurm and Kubernetes stop a job, so it is treated as Ctrl-C.
+        Slurm and Kubernetes stop a job, and SIGHUP how a closed terminal does, so both are treated as Ctrl-C.
         """
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread; signals then behave as usual

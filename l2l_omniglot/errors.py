@@ -28,3 +28,8 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type's name when it has none), for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def with_article(word: str) -> str:
+    """``a float``, ``an int``: a type's name with its indefinite article, for messages."""
+    return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -10,9 +10,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import scipy.stats
 import torch
 
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.solver_checks import check_predictions
 
 Z_95 = 1.959964
 #: Human error on Lake's 20-way one-shot runs (Lake et al. 2015).
@@ -33,16 +35,36 @@ class Score:
         return Score(per_task.mean().item(), Z_95 * spread / math.sqrt(n), n)
 
 
+def t_half_width95(values: torch.Tensor) -> float:
+    """The half-width of the 95% interval of the mean of a few ``values`` by Student's t (``n - 1`` degrees of
+    freedom): for Lake's 20 runs, where the normal approximation over thousands of tasks does not hold."""
+    values = values.double()
+    n = values.numel()
+    if n < 2:
+        return float("nan")
+    return float(scipy.stats.t.ppf(0.975, n - 1)) * values.std(unbiased=True).item() / math.sqrt(n)
+
+
 def per_task_accuracy(solver, tasks: TaskBatch, chunk: int = 50,
                       progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """The query accuracy of ``solver`` on each task, in task order."""
+    """The query accuracy of ``solver`` on each task, in task order.
+
+    The solver sees each task without its query labels, and its answer is
+    checked (:func:`~l2l_omniglot.solver_checks.check_predictions`) before it is scored.
+    """
     scores = []
     for part in tasks.chunks(chunk):
-        predicted = solver.predict(part)
+        predicted = predict_labels(solver, part)
         scores.append((predicted == part.query_y.cpu()).double().mean(dim=1))
         if progress is not None:
             progress(len(part))
     return torch.cat(scores)
+
+
+def predict_labels(solver, tasks: TaskBatch) -> torch.Tensor:
+    """``solver.predict`` on ``tasks`` without their query labels; its answer checked, on the CPU."""
+    predicted = solver.predict(tasks.without_query_labels())
+    return check_predictions(solver, predicted, tasks.ways, len(tasks), tasks.ways * tasks.queries).cpu()
 
 
 @dataclass

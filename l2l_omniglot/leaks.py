@@ -19,6 +19,12 @@ characters, never split names:
 A benchmark names its guard (``leak_guard``, a key of :data:`LEAK_GUARDS`);
 :func:`guard_benchmark` applies it before the benchmark's tasks are scored.
 
+So that ``predict`` needs only the model and the folder, a checkpoint
+records the characters its run met (:func:`seen_characters_record`: the split,
+and the meta-train and validation characters as ``set/Alphabet/characterNN``);
+:func:`predict_leak_report` reads that record, and needs the data only for a
+checkpoint written before it was kept.
+
 Example::
 
     from l2l_omniglot.leaks import check_lake20_clean
@@ -47,6 +53,30 @@ def seen_characters(config: RunConfig, omniglot) -> frozenset:
     return frozenset(split.train) | frozenset(split.val)
 
 
+def seen_characters_record(config: RunConfig, omniglot) -> dict:
+    """What a checkpoint keeps for the leak checks: the split and the meta-train and validation characters by name.
+
+    Names are ``background/Alphabet/characterNN`` or ``evaluation/...`` (the
+    Omniglot set, the alphabet and the character), so they mean the same
+    whichever copy of the data is installed, and where.
+    """
+    split = make_split(config.split, omniglot)
+    names = omniglot.characters
+    return {"split": config.split, "train": sorted({names[c] for c in split.train}),
+            "val": sorted({names[c] for c in split.val})}
+
+
+def check_seen_characters_record(record, config: RunConfig, path) -> dict:
+    """``record`` when it is a well-formed :func:`seen_characters_record` of ``config``'s split; else ConfigError."""
+    well_formed = (isinstance(record, dict) and record.get("split") == config.split
+                   and all(isinstance(record.get(part), list) and all(isinstance(n, str) for n in record[part])
+                           for part in ("train", "val")))
+    if not well_formed:
+        raise ConfigError(f"{path} holds a damaged record of the characters its run trained on (leak_record); "
+                          f"retrain, or restore the file from a backup")
+    return record
+
+
 def check_lake20_clean(config: RunConfig, omniglot, archive: Path) -> None:
     """ConfigError (one line) when a run of ``config`` saw any character of Lake's runs in ``archive``."""
     runs = lake_run_characters(omniglot, archive)
@@ -63,15 +93,19 @@ def evaluation_overlap(config: RunConfig, omniglot) -> int:
     return sum(1 for character in seen_characters(config, omniglot) if character >= first_evaluation)
 
 
-def predict_leak_report(config: RunConfig, omniglot=None) -> dict:
+def predict_leak_report(config: RunConfig, omniglot=None, record: Optional[dict] = None) -> dict:
     """What ``predict`` adds to its report: the overlap with the evaluation set, and a warning when there is one.
 
     HW15 test folders are drawn from the evaluation alphabets, so a model that
     trained on evaluation-set characters may have seen the folder's
-    characters. ``omniglot`` defaults to the data at ``$OMNIMETA_DATA``.
+    characters. With the checkpoint's ``record`` (:func:`seen_characters_record`)
+    no data is needed; without it ``omniglot`` is, by default the data at
+    ``$OMNIMETA_DATA``.
     """
-    omniglot = omniglot if omniglot is not None else load_omniglot()
-    overlap = evaluation_overlap(config, omniglot)
+    if record is not None:
+        overlap = len({name for part in ("train", "val") for name in record[part] if name.startswith("evaluation/")})
+    else:
+        overlap = evaluation_overlap(config, omniglot if omniglot is not None else load_omniglot())
     warning: Optional[str] = None
     if overlap:
         warning = (f"this model trained on {overlap} characters of the Omniglot evaluation set (meta-train or "
@@ -89,18 +123,26 @@ def check_unseen(config: RunConfig, omniglot, characters: frozenset, benchmark: 
                           f"overstated: evaluate a model that never met them")
 
 
-def _guard_characters(benchmark, config: RunConfig, omniglot) -> dict:
-    check_unseen(config, omniglot, benchmark.characters(config, omniglot), benchmark.name)
+def _data(omniglot):
+    """The data itself, or what a function that loads it returns (a guard loads the data only if it needs it)."""
+    return omniglot() if callable(omniglot) else omniglot
+
+
+def _guard_characters(benchmark, config: RunConfig, omniglot, record=None) -> dict:
+    data = _data(omniglot)
+    check_unseen(config, data, benchmark.characters(config, data), benchmark.name)
     return {}
 
 
-def _guard_lake_runs(benchmark, config: RunConfig, omniglot) -> dict:
-    check_lake20_clean(config, omniglot, resolve_root(omniglot.root) / "all_runs.zip")
+def _guard_lake_runs(benchmark, config: RunConfig, omniglot, record=None) -> dict:
+    data = _data(omniglot)
+    check_lake20_clean(config, data, resolve_root(data.root) / "all_runs.zip")
     return {}
 
 
-def _guard_evaluation_set(benchmark, config: RunConfig, omniglot) -> dict:
-    return predict_leak_report(config, omniglot)
+def _guard_evaluation_set(benchmark, config: RunConfig, omniglot, record=None) -> dict:
+    # The checkpoint's record of its characters (by name) answers without the data (predict needs none).
+    return predict_leak_report(config, None if record is not None else _data(omniglot), record)
 
 
 #: The guards a benchmark may name: each refuses (ConfigError) or returns what the report adds (a warning).
@@ -108,14 +150,18 @@ LEAK_GUARDS: dict = {
     "characters": _guard_characters,          # refuse a model that saw any of benchmark.characters(...)
     "lake_runs": _guard_lake_runs,            # refuse a model that saw any of Lake's runs' characters
     "evaluation_set": _guard_evaluation_set,  # warn when a model saw evaluation-set characters (HW15 folders)
-    "none": lambda benchmark, config, omniglot: {},
+    "none": lambda benchmark, config, omniglot, record=None: {},
 }
 
 
-def guard_benchmark(benchmark, config: RunConfig, omniglot) -> dict:
-    """Apply the guard ``benchmark.leak_guard`` names; returns what it adds to the report."""
+def guard_benchmark(benchmark, config: RunConfig, omniglot, record: Optional[dict] = None) -> dict:
+    """Apply the guard ``benchmark.leak_guard`` names; returns what it adds to the report.
+
+    ``omniglot`` is the data or a function that loads it; ``record`` the checkpoint's
+    :func:`seen_characters_record` (checked), which spares the data where a guard can use it.
+    """
     guard: Optional[Callable] = LEAK_GUARDS.get(benchmark.leak_guard)
     if guard is None:
         raise ConfigError(f"benchmark {benchmark.name} names the leak guard {benchmark.leak_guard!r}; use one of "
                           f"{', '.join(LEAK_GUARDS)}")
-    return guard(benchmark, config, omniglot)
+    return guard(benchmark, config, omniglot, record)

@@ -87,7 +87,7 @@ def _launcher_settings(nproc: int, threads: Optional[int] = None):
         if isinstance(logger, logging.Logger) and name.startswith(tuple(f"{prefix}." for prefix in quiet))]
     saved_levels = [logger.level for logger in loggers]
     # The agent installs its own handlers for these signals (stop the ranks, then raise) and leaves them.
-    saved_handlers = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGHUP, signal.SIGQUIT)}
+    saved_handlers = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGQUIT)}
     os.environ.update(environment)
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)

@@ -41,6 +41,8 @@ class PluginEntry:
     target: str
     package: str
     loaded: Optional[type] = None
+    #: ``package (module:Class)`` of every other package that declares the same name: the name is then refused.
+    rivals: tuple = ()
 
     #: What the plugin is, in messages ("solver plugin 'x' ...").
     kind = "plugin"
@@ -49,6 +51,9 @@ class PluginEntry:
         """Refuse (ConfigError, naming the package) a class that does not meet the plugin's protocol."""
 
     def load(self) -> type:
+        if self.rivals:
+            raise ConfigError(name_clash_message(self.kind, self.name, (f"{self.package} ({self.target})",
+                                                                        *self.rivals)))
         if self.loaded is None:
             try:
                 module_name, _, attribute = self.target.partition(":")
@@ -62,6 +67,14 @@ class PluginEntry:
             self.check(cls)
             self.loaded = cls
         return self.loaded
+
+
+def name_clash_message(kind: str, name: str, claims: tuple) -> str:
+    """One line for a plugin name that more than one package (or registration) declares: a name belongs to one
+    class, so none of them is silently preferred."""
+    return (f"the {kind} name {name!r} is declared by {len(claims)} packages: {' and '.join(sorted(claims))}; a name "
+            f"belongs to one class, so it is refused: uninstall the package that should not provide {name!r} "
+            f"(or have it declare another name)")
 
 
 class PluginRegistry(MutableMapping):
@@ -87,7 +100,10 @@ class PluginRegistry(MutableMapping):
             installed = {}
             for point in importlib.metadata.entry_points(group=self.group):
                 package = point.dist.name if point.dist is not None else "an unknown package"
-                installed.setdefault(point.name, self.entry_class(point.name, point.value, package))
+                entry = installed.setdefault(point.name, self.entry_class(point.name, point.value, package))
+                claim = f"{package} ({point.value})"
+                if (package, point.value) != (entry.package, entry.target) and claim not in entry.rivals:
+                    entry.rivals += (claim,)  # never one of them silently preferred: the name is refused
             self._installed = installed
         return {**self._installed, **self._in_process}
 
@@ -111,7 +127,15 @@ class PluginRegistry(MutableMapping):
         return self.entry(name).load()
 
     def __setitem__(self, name: str, cls: type) -> None:
-        entry = self.entry_class(name, f"{cls.__module__}:{cls.__qualname__}", IN_PROCESS, None)
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        owner = self._entries().get(name)
+        if owner is not None and (owner.loaded is cls or owner.target == target):
+            return  # the class that already owns the name
+        if owner is not None:
+            # A name belongs to one class: a script cannot take over a built-in's, a plugin's or its own earlier one.
+            raise ConfigError(name_clash_message(self.entry_class.kind, name, (f"{owner.package} ({owner.target})",
+                                                                               f"{IN_PROCESS} ({target})")))
+        entry = self.entry_class(name, target, IN_PROCESS, None)
         entry.check(cls)
         entry.loaded = cls
         self._in_process[name] = entry

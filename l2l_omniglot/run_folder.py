@@ -31,10 +31,13 @@ from l2l_omniglot.atomic import append_text, write_json, write_text
 from l2l_omniglot.checkpoint import save_checkpoint
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.tensorboard_log import EVENT_FILE_PREFIX
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
 #: What a new run removes from a folder it replaces (``--force``); config.json and metrics.jsonl are rewritten.
-STALE_FILES = ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl")
+#: Where --resume keeps the lines of metrics.jsonl it cannot read, rather than drop them.
+UNREADABLE_METRICS = "metrics-unreadable.txt"
+STALE_FILES = ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl", UNREADABLE_METRICS)
 LOCK_FILE = ".omnimeta.lock"
 
 
@@ -169,8 +172,9 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
     """The lines of ``metrics.jsonl`` for iterations 1 .. ``iteration``, each once, in order.
 
     A line torn by a kill (not JSON, or without an integer ``iteration``) is
-    dropped, and so is a repeated iteration (two writers, once possible) after
-    its first line. :func:`missing_iterations` tells what is then lacking.
+    left out (``--resume`` keeps it in :data:`UNREADABLE_METRICS`), and so is a
+    repeated iteration (two writers, once possible) after its first line.
+    :func:`missing_iterations` tells what is then lacking.
     """
     kept = {}
     try:
@@ -186,6 +190,19 @@ def metric_lines_up_to(path: Path, iteration: int) -> list:
         if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= iteration:
             kept.setdefault(number, line)
     return [kept[number] for number in sorted(kept)]
+
+
+def unreadable_metric_lines(text: str) -> list:
+    """The lines of a ``metrics.jsonl`` text that are no record: not JSON, or with no integer ``iteration``."""
+    unreadable = []
+    for line in text.splitlines():
+        try:
+            number = json.loads(line)["iteration"]
+        except (ValueError, KeyError, TypeError):
+            number = None
+        if line.strip() and (not isinstance(number, int) or isinstance(number, bool)):
+            unreadable.append(line)
+    return unreadable
 
 
 def missing_iterations(lines: list, iteration: int) -> list:
@@ -239,7 +256,7 @@ class RunFolder:
         self.lock = RunFolderLock(self.path).acquire()
         # Another run may have started (and ended) here since the first check.
         check_out_dir(self.path, self.force, check_lock=False)
-        for stale in STALE_FILES:
+        for stale in (*STALE_FILES, *(path.name for path in self.path.glob(EVENT_FILE_PREFIX + "*"))):
             (self.path / stale).unlink(missing_ok=True)
         write_json(self.path / "config.json", config.to_dict())
         write_text(self.path / "metrics.jsonl", "")
@@ -258,9 +275,9 @@ class RunFolder:
         save_checkpoint(self.path / "state.pt", config, solver_state, num_train_classes, trainer=trainer)
 
     def save_best(self, config: RunConfig, solver_state: dict, num_train_classes: int, iteration: int,
-                  val_accuracy: float) -> None:
+                  val_accuracy: float, leak_record: Optional[dict] = None) -> None:
         save_checkpoint(self.path / "checkpoint.pt", config, solver_state, num_train_classes, iteration=iteration,
-                        val_accuracy=val_accuracy)
+                        val_accuracy=val_accuracy, leak_record=leak_record)
 
     def append_metrics(self, record: dict) -> None:
         append_text(self.path / "metrics.jsonl", json.dumps(record) + "\n")
@@ -292,6 +309,11 @@ class RunFolder:
         lines = metric_lines_up_to(metrics, iteration)
         text = "".join(line + "\n" for line in lines)
         if not metrics.is_file() or metrics.read_text(errors="replace") != text:
+            unreadable = unreadable_metric_lines(metrics.read_text(errors="replace")) if metrics.is_file() else []
+            if unreadable:  # kept before metrics.jsonl is cut back, never dropped
+                append_text(self.path / UNREADABLE_METRICS, "".join(line + "\n" for line in unreadable))
+                warnings.append(f"{len(unreadable)} line(s) of {metrics} could not be read (torn or edited); "
+                                f"they are kept in {self.path / UNREADABLE_METRICS}")
             write_text(metrics, text)
         missing = missing_iterations(lines, iteration)
         if missing:
@@ -351,7 +373,7 @@ class NoRunFolder(RunFolder):
     def save_state(self, config, solver_state, num_train_classes, trainer) -> None:
         pass
 
-    def save_best(self, config, solver_state, num_train_classes, iteration, val_accuracy) -> None:
+    def save_best(self, config, solver_state, num_train_classes, iteration, val_accuracy, leak_record=None) -> None:
         pass
 
     def append_metrics(self, record: dict) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from l2l_omniglot.atomic import check_output_file
+from l2l_omniglot.atomic import check_not_an_input, check_output_file
 from l2l_omniglot.benchmarks import BENCHMARKS, make_benchmark
 from l2l_omniglot.checkpoint import load_solver
 from l2l_omniglot.data.omniglot import load_omniglot
 from l2l_omniglot.data.testsets import write_submission
-from l2l_omniglot.evaluation import per_task_accuracy
-from l2l_omniglot.leaks import guard_benchmark
+from l2l_omniglot.evaluation import per_task_accuracy, predict_labels
+from l2l_omniglot.leaks import check_seen_characters_record, guard_benchmark
 from l2l_omniglot.solvers import solver_label
 
 
@@ -70,25 +70,36 @@ def show_report(report: dict, run_dir: Path) -> list:
     return BENCHMARKS[report["benchmark"]].show(report, str(run_dir))
 
 
+def check_predict_paths(run_dir: Path, test_dir: Path, output: Path, answers: Optional[Path], force: bool) -> None:
+    """Before any work: ``output`` writable (an existing file only with ``force``), and none of the inputs."""
+    check_not_an_input(output, "-o", {"--answers": answers, "TEST_DIR": test_dir,
+                                      "RUN_DIR's checkpoint": Path(run_dir) / "checkpoint.pt"})
+    check_output_file(output, force, "-o")
+
+
 def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optional[Path] = None,
-                   device: str = "cpu", omniglot=None, force: bool = True) -> dict:
+                   device: str = "cpu", omniglot=None, force: bool = True, data_root: Optional[Path] = None) -> dict:
     """Write the HW15 submission CSV for ``test_dir`` (the ``hw15`` benchmark); with ``answers``, also its accuracy.
 
     ``output`` is checked before any work (:func:`~l2l_omniglot.atomic.check_output_file`), and so is
     ``answers``; an existing ``output`` is replaced (atomically) only with ``force``.
 
-    ``omniglot`` (see :func:`loaded`; default: the data at ``$OMNIMETA_DATA``) tells which characters the model
-    trained on: the report's ``leak_warning`` says when they include evaluation-set characters
-    (:mod:`l2l_omniglot.leaks`).
+    The checkpoint tells which characters the model trained on, so no data is needed (for one written before it
+    kept them: ``omniglot``, see :func:`loaded`, by default the data at ``data_root`` or ``$OMNIMETA_DATA``): the
+    report's ``leak_warning`` says when they include evaluation-set characters (:mod:`l2l_omniglot.leaks`).
     """
-    check_output_file(output, force, "-o")  # before any work; an existing file only with force
+    check_predict_paths(run_dir, test_dir, output, answers, force)
     hw15 = make_benchmark("hw15", options={"folder": str(test_dir), "answers": str(answers) if answers else None})
     expected = hw15.expected()
-    config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
-    leak = guard_benchmark(hw15, config, loaded(omniglot))
+    config, solver, payload = load_solver(Path(run_dir) / "checkpoint.pt", device)
+    record = payload.get("leak_record")
+    if record is not None:
+        record = check_seen_characters_record(record, config, Path(run_dir) / "checkpoint.pt")
+    data = omniglot if omniglot is not None else (lambda: load_omniglot(data_root))
+    leak = guard_benchmark(hw15, config, data, record)
     tasks = hw15.unlabelled(config)
     if expected is not None:
         hw15.check_answers(expected, tasks)
-    rows = write_submission(output, solver.predict(tasks))
+    rows = write_submission(output, predict_labels(solver, tasks))
     accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows) if expected is not None else None
     return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver, **leak}

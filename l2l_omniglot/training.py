@@ -34,21 +34,24 @@ import os
 import resource
 import signal
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
+from l2l_omniglot.callbacks import CallbackList, RunCallbacks, RunWarning
 from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.distributed import Ranks, check_rank_members, check_splittable
 from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError, first_line
 from l2l_omniglot.evaluation import Score
+from l2l_omniglot.leaks import seen_characters_record
 from l2l_omniglot.run_folder import Interrupted, RunFolder
 from l2l_omniglot.run_state import load_saved_state, rng_state, seed_everything, set_rng_state
 from l2l_omniglot.run_tasks import PHASES, RunTasks
+from l2l_omniglot.solver_checks import checked_step_stats
 from l2l_omniglot.solvers import SOLVERS, make_solver, solver_label
 from l2l_omniglot.stats import StepStats
+from l2l_omniglot.tensorboard_log import tensorboard_log
 from l2l_omniglot.threads import describe_threads
 
 
@@ -62,43 +65,6 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak += torch.cuda.max_memory_allocated() / 2**20
     return round(peak, 1)
-
-
-class RunCallbacks:
-    """What a run reports while it works; every method is optional (override the ones you need).
-
-    The command line draws progress bars with one of these; a script can log,
-    plot or stop early (raise ``KeyboardInterrupt`` to stop and save).
-    """
-
-    def on_start(self, trainer: "Trainer") -> None:
-        """The run is built and about to train from ``trainer.iteration`` to ``trainer.config.iterations``."""
-
-    def on_step(self, iteration: int, stats, seconds: float) -> None:
-        """Iteration ``iteration`` is done; ``seconds`` of training so far."""
-
-    def on_validation(self, iteration: int, score: Score) -> None:
-        """The validation score after ``iteration``."""
-
-    def on_eval_start(self, tasks: int) -> None:
-        """The final test on ``tasks`` fixed tasks begins."""
-
-    def on_eval_progress(self, done: int) -> None:
-        """``done`` more test tasks are scored."""
-
-    def on_finish(self) -> None:
-        """The run ended (finished, interrupted or failed)."""
-
-    def on_warning(self, message: str) -> None:
-        """Something the user should know that does not stop the run (a resumed run's metrics have a gap).
-
-        By default a :class:`RunWarning` through :mod:`warnings`; the command line prints ``Warning: ...``.
-        """
-        warnings.warn(message, RunWarning, stacklevel=2)
-
-
-class RunWarning(UserWarning):
-    """A resumed run's folder is not what its state says (a gap in metrics.jsonl, an edited config.json)."""
 
 
 class _StopAfterIteration(KeyboardInterrupt):
@@ -139,6 +105,8 @@ class Trainer:
         seed_everything(config.seed)
         self.test = test
         self.tasks = RunTasks.build(config, omniglot, PHASES if test else ("train", "val"))
+        #: The characters this run meets, by name, kept in checkpoint.pt so that predict needs no data.
+        self.leak_record = seen_characters_record(config, omniglot)
         self.solver = make_solver(config, self.tasks.num_train_classes, self.device)
         if self.ranks.distributed:
             check_rank_members(self.solver, config.solver)
@@ -215,7 +183,8 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------------
     def run(self, callbacks: Optional[RunCallbacks] = None) -> dict:
         """Train to ``config.iterations``, then test the best validated state; returns ``result.json``'s dict."""
-        callbacks = callbacks or RunCallbacks()
+        # Every run with a folder also writes TensorBoard events there (when TensorBoard is installed).
+        callbacks = CallbackList([callbacks or RunCallbacks(), tensorboard_log(self.out_dir, self.config)])
         try:
             for message in self.warnings:  # callbacks of a duck type may lack on_warning
                 getattr(callbacks, "on_warning", RunCallbacks().on_warning)(message)
@@ -273,11 +242,12 @@ class Trainer:
         own_tasks = self.ranks.shard(config.meta_batch)
         tasks = self.tasks.samplers["train"].sample(config.seed, iteration, len(own_tasks), first=own_tasks.start)
         step_start = time.perf_counter()
-        stats = self.ranks.meta_train_step(self.solver, tasks, config.meta_batch)
+        stats = checked_step_stats(self.solver, self.ranks.meta_train_step(self.solver, tasks, config.meta_batch))
         self.step_seconds += time.perf_counter() - step_start
         if not math.isfinite(stats.loss):
             raise NumericalError(
-                f"the training loss became {stats.loss} at iteration {iteration}; the learning rates are likely too "
+                f"solver {config.solver}: the training loss became {stats.loss} at iteration {iteration}; the learning "
+                f"rates are likely too "
                 f"high (--meta-lr {config.meta_lr}, or the solver's own, see `omnimeta solvers`): lower them and "
                 f"rerun.{self.folder.last_good_state_note()}")
         return stats
@@ -290,7 +260,7 @@ class Trainer:
             self.best = {"val_accuracy": score.accuracy, "iteration": iteration,
                          "state": copy.deepcopy(self.solver.state_dict())}
             self.folder.save_best(self.config, self.best["state"], self.tasks.num_train_classes, iteration,
-                                  score.accuracy)
+                                  score.accuracy, leak_record=self.leak_record)
         return {"val_accuracy": score.accuracy, "val_ci95": score.ci95}
 
     def _stopped(self, stop: KeyboardInterrupt) -> BaseException:

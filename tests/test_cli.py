@@ -29,7 +29,11 @@ def test_run_writes_a_run_folder_and_prints_json(data_root, tmp_path):
     printed = json.loads(result.stdout)
     assert printed == json.loads((out / "result.json").read_text())
     assert printed["iterations"] == 3 and printed["test_tasks"] == 5
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "result.json", "state.pt"]
+    files = sorted(p.name for p in out.iterdir())
+    events = [name for name in files if name.startswith("events.out.tfevents.")]  # TensorBoard's (the dev extra)
+    assert len(events) == 1
+    assert [name for name in files if name not in events] == ["checkpoint.pt", "config.json", "metrics.jsonl",
+                                                              "result.json", "state.pt"]
 
 
 def test_run_prints_a_result_table(data_root, tmp_path):

@@ -30,7 +30,7 @@ def test_config_round_trips_through_a_dict():
     (dict(augment="flip"), "unknown augment"),
     (dict(engine="fast"), "option engine \\(--engine\\) of fomaml must be one of l2l, batched"),
     (dict(mode="tasks"), "fomaml has no option mode; its options: inner_lr, train_inner_steps"),
-    (dict(test_inner_steps="many"), "option test_inner_steps \\(--test-inner-steps\\) of fomaml must be a int"),
+    (dict(test_inner_steps="many"), "option test_inner_steps \\(--test-inner-steps\\) of fomaml must be an int"),
 ])
 def test_out_of_range_options_name_the_option(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -160,7 +160,10 @@ def test_two_ranks_end_with_the_parameters_and_scores_of_one(one_rank, two_ranks
     one, one_result = one_rank
     two, printed = two_ranks
     assert printed == json.loads((two / "result.json").read_text())
-    assert sorted(p.name for p in two.iterdir() if not p.name.startswith(".")) == [
+    files = sorted(p.name for p in two.iterdir() if not p.name.startswith("."))
+    events = [name for name in files if name.startswith("events.out.tfevents.")]
+    assert len(events) == 1  # rank 0's TensorBoard log alone
+    assert [name for name in files if name not in events] == [
         "checkpoint.pt", "config.json", "metrics.jsonl", "result.json", "state.pt"]
     assert_same_run(two, one, one_result)
 

@@ -253,7 +253,7 @@ CLI_CASES = [
      "holds an unusable config (a run config must be a JSON object (got list))"),
     ("checkpoint with an ill-typed setting",
      lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", {"ways": "five"}))],
-     "holds an unusable config (--ways must be a int (got 'five'))"),
+     "holds an unusable config (--ways must be an int (got 'five'))"),
     ("checkpoint with a config that is not JSON",
      lambda w: ["evaluate", w.saved("checkpoint.pt", _setting("config", "{ways"))], "holds a config that is not JSON"),
     ("checkpoint with a negative class count",
@@ -292,7 +292,7 @@ CLI_CASES = [
     ("predict on a wrong layout",
      lambda w: ["predict", w.trained, w.sample_with(lambda f: shutil.rmtree(f / "query" / "0005")), "-o",
                 w.tmp / "o.csv", "--data-root", w.data_root], "only one of support/ and query/"),
-    ("predict on a non-test folder", lambda w: ["predict", w.trained, w.tmp, "-o", w.tmp / "o.csv"],
+    ("predict on a non-test folder", lambda w: ["predict", w.trained, w.folder("pictures"), "-o", w.tmp / "o.csv"],
      "is not an HW15 test folder"),
     ("predict on a decompression bomb",
      lambda w: ["predict", w.trained, w.sample_with(_hostile_image), "-o", w.tmp / "o.csv", "--data-root",
@@ -420,6 +420,8 @@ def test_resume_says_what_its_run_folder_lost_or_changed_and_keeps_the_state_s_s
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
     assert warnings == [
+        f"Warning: 1 line(s) of {run}/metrics.jsonl could not be read (torn or edited); they are kept in "
+        f"{run}/metrics-unreadable.txt",
         f"Warning: {run}/metrics.jsonl lacks 1 of the 2 iterations trained so far (1; lost or torn lines); they "
         f"cannot be rebuilt without training again, so its curves have a gap there. For complete metrics, start "
         f"the run again with `omnimeta run --out {run} --force`",
@@ -427,7 +429,8 @@ def test_resume_says_what_its_run_folder_lost_or_changed_and_keeps_the_state_s_s
         f"state.pt; meta_lr: 0.5 in config.json, {meta_lr} in state.pt); --resume continues with the settings saved in "
         f"state.pt: config.json is a record of the run, not an input. To train with other settings, start a new "
         f"run with --out"]
-    assert (run / "metrics.jsonl").read_text() == second + "\n"  # each iteration once, the torn line dropped
+    assert (run / "metrics.jsonl").read_text() == second + "\n"  # each iteration once, the torn line set aside
+    assert (run / "metrics-unreadable.txt").read_text() == '{"iteration": 3, "lo\n'
     assert json.loads(result.stdout)["iterations"] == 2
     assert json.loads((run / "config.json").read_text()) == edited  # the user's file is theirs: kept
 

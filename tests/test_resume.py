@@ -176,3 +176,24 @@ def test_a_second_writer_is_refused_at_once_naming_the_first_and_the_metrics_sta
     iterations = [json.loads(line)["iteration"] for line in whole_lines(out)]
     assert iterations == list(range(1, len(iterations) + 1)) and len(iterations) >= logged + 2
     assert not (out / ".omnimeta.lock").exists()  # a run that ends removes its lock file
+
+
+def test_sighup_saves_the_state_and_the_resume_ends_as_the_whole_run(uninterrupted, data_root, tmp_path):
+    """SIGHUP (the terminal or the ssh session closed) is Ctrl-C too: state saved, the resume hint, status 129."""
+    whole, _ = uninterrupted
+    out = tmp_path / "run"
+    process = omnimeta("run", *BUDGET, "--out", out, data_root=data_root)
+    wait_for_lines(out, process, 3)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGHUP, stderr
+    assert "Traceback" not in stderr
+    iteration = torch_state_iteration(out)
+    assert stderr.strip().splitlines()[-1] == (f"interrupted by SIGHUP at iteration {iteration}; the state is saved. "
+                                               f"Continue with: omnimeta run --resume {out}")
+    resumed = omnimeta("run", "--resume", out, "--json", data_root=data_root)
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr
+    expected = json.loads((whole / "result.json").read_text())
+    assert {k: json.loads(stdout)[k] for k in SAME} == {k: expected[k] for k in SAME}
+    assert losses(out) == losses(whole)

@@ -19,9 +19,10 @@ lists are fixed for a seed: every solver is scored on the same tasks.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, fields
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -86,13 +87,14 @@ class TaskBatch:
     task-local labels, sorted (``shots`` images of class 0, then class 1, ...);
     likewise ``query_x`` / ``query_y`` with ``queries`` per class.
     ``classes[t, label]`` is the dataset class behind a local label, for
-    solvers that learn over all classes.
+    solvers that learn over all classes. A solver's ``predict`` is handed the
+    tasks :meth:`without_query_labels` (``query_y`` is None), as at test time.
     """
 
     support_x: torch.Tensor
     support_y: torch.Tensor
     query_x: torch.Tensor
-    query_y: torch.Tensor
+    query_y: Optional[torch.Tensor]
     classes: torch.Tensor
 
     def __len__(self) -> int:
@@ -108,7 +110,11 @@ class TaskBatch:
 
     @property
     def queries(self) -> int:
-        return self.query_y.shape[1] // self.ways
+        return self.query_x.shape[1] // self.ways
+
+    def without_query_labels(self) -> "TaskBatch":
+        """The same tasks with no query labels: all that a solver's ``predict`` may see."""
+        return dataclasses.replace(self, query_y=None)
 
     def labelled_images(self) -> tuple:
         """Every support and query image with its dataset class: ``([M, 1, S, S], [M])``.
@@ -123,10 +129,10 @@ class TaskBatch:
     def __getitem__(self, index) -> "TaskBatch":
         if isinstance(index, int):
             index = slice(index, index + 1)
-        return TaskBatch(*(getattr(self, f.name)[index] for f in fields(self)))
+        return TaskBatch(*(_apply(getattr(self, f.name), lambda t: t[index]) for f in fields(self)))
 
     def to(self, device) -> "TaskBatch":
-        return TaskBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return TaskBatch(*(_apply(getattr(self, f.name), lambda t: t.to(device)) for f in fields(self)))
 
     def chunks(self, size: int) -> Iterator["TaskBatch"]:
         for start in range(0, len(self), size):
@@ -135,6 +141,10 @@ class TaskBatch:
     @staticmethod
     def stack(tasks: list) -> "TaskBatch":
         return TaskBatch(*(torch.cat([getattr(t, f.name) for t in tasks]) for f in fields(TaskBatch)))
+
+
+def _apply(tensor: Optional[torch.Tensor], change: Callable) -> Optional[torch.Tensor]:
+    return None if tensor is None else change(tensor)
 
 
 def check_task_shape(ways: int, shots: int, queries: int, available_classes: Optional[int] = None,

@@ -264,6 +264,11 @@ class MetaOptimizer:
         elif config.lr_schedule == "cosine":
             self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.adam, T_max=config.iterations)
 
+    @property
+    def param_groups(self) -> list:
+        """Adam's parameter groups, as on a torch optimizer (their ``lr`` is the rate of the next step)."""
+        return self.adam.param_groups
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adam.zero_grad(set_to_none=set_to_none)
 

@@ -68,7 +68,11 @@ def parse_option_values(values, lister: str = "omnimeta solvers") -> dict:
             raise ConfigError(f"--option {item!r} is not NAME=VALUE; write it as NAME=VALUE (`{lister}` lists the "
                               f"options)")
         solver, dot, option = name.strip().rpartition(".")
-        parsed[(solver if dot else None, option)] = value
+        key = (solver if dot else None, option)
+        if key in parsed:
+            raise ConfigError(f"--option {name.strip()} is given twice ({name.strip()}={parsed[key]} and {item}); give "
+                              f"each option once")
+        parsed[key] = value
     return parsed
 
 
@@ -91,6 +95,9 @@ def solver_options(solvers: list, flag_values: dict, option_values: dict, flags:
         if not takers:
             takers = solvers  # let the solver name what it does accept
         for name in takers:
+            if option in chosen[name]:  # a kept flag, or NAME= and SOLVER.NAME=, for the same setting
+                raise ConfigError(f"the option {option} of {name} is given twice (a flag and --option, or NAME= "
+                                  f"and {name}.NAME=); give it once")
             chosen[name][option] = value
     return chosen
 

@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass
 from typing import Optional
 
-from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.errors import ConfigError, with_article
 from l2l_omniglot.solvers.space import TuneRange
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -92,11 +92,11 @@ class OptionSpec:
                 elif self.type is not str:
                     value = self.type(text)
             except ValueError:
-                raise ConfigError(f"{where} must be a {self.type_name} (got {value!r})") from None
+                raise ConfigError(f"{where} must be {with_article(self.type_name)} (got {value!r})") from None
         elif self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
-            raise ConfigError(f"{where} must be a {self.type_name} (got {value!r})")
+            raise ConfigError(f"{where} must be {with_article(self.type_name)} (got {value!r})")
         if self.choices and value not in self.choices:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, self.choices))} (got {value!r})")
         if self.type in (int, float):

@@ -92,7 +92,7 @@ def test_training_tasks_have_the_shape_of_its_options():
 
 @pytest.mark.parametrize("options, message", [
     ({"train_ways": 1}, "train_ways of protonet must be at least 2"),
-    ({"train_ways": "many"}, "train_ways of protonet must be a int"),
+    ({"train_ways": "many"}, "train_ways of protonet must be an int"),
     ({"train_shots": 10, "train_queries": 15}, "at most 20"),
     ({"batch_norm": "group"}, "must be one of running, task"),
 ])
