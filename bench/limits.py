@@ -32,6 +32,10 @@ the ``l2l`` and ``batched`` engines; ANIL; ProtoNet) it reports:
   (``solver.test_engine = solver.engine``: the l2l engine task by task, or the
   batched engine's ``vmap``) instead of the grouped engine.
 
+``--profile N`` also prints, per contestant, the N operations that take the
+most time (``torch.profiler``, self CPU time) in one step and in one predict
+call: where the time goes beside the convolutions.
+
 ``--quick`` is a smoke run: 1 repeat, 1 test task, meta-batches of 2 and 2
 test-time steps (so its numbers are not the defaults').
 """
@@ -193,6 +197,15 @@ class Contestant:
         return {"step_flop": step_flop, "test_task_flop": counter.get_total_flops(), "convolutions": recorder.calls}
 
 
+def profile_table(fn, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as trace:
+        fn()
+    return trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def interleaved_best(functions: dict, repeats: int) -> dict:
     """Best seconds of each function over ``repeats`` rounds, taking turns, the order rotating; one warm-up round."""
     names = list(functions)
@@ -240,6 +253,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="as omnimeta run --threads")
     parser.add_argument("--solvers", default=None, help="Comma-separated labels (default: all), e.g. 'anil,protonet'.")
     parser.add_argument("--old", action="store_true", help="Also time the code path before issue #25, interleaved.")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="Also print each contestant's N costliest operations (torch.profiler).")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--json", dest="json_out", default=None, help="Also write the numbers to this file.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 1 repeat, 1 test task, small settings.")
@@ -283,6 +298,12 @@ def main() -> None:
     table = markdown(rows, ceilings, args.old)
     console.print(f"omnimeta limits — {machine}")
     console.print(table, markup=False, highlight=False)
+    for label, _, _ in chosen if args.profile else ():
+        contestant = contestants[(label, "new")]
+        console.print(f"\n{label}: one meta-train step\n" + profile_table(contestant.step, args.profile), markup=False,
+                      highlight=False)
+        console.print(f"{label}: one predict call ({args.test_tasks} tasks)\n"
+                      + profile_table(contestant.predict, args.profile), markup=False, highlight=False)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": machine, "ceilings": ceilings, "rows": rows,
                                                    "table": table}, indent=2))
