@@ -40,9 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.threads import task_threads
 
-#: Tasks adapted together: enough to fill the convolutions, few enough to keep their activations small.
-TASKS_PER_GROUP = 32
+#: Tasks adapted together: enough to fill the convolutions, few enough to keep their activations small and to
+#: give every task thread a group. Fixed, so that no number depends on the thread count.
+TASKS_PER_GROUP = 16
 
 _ELEMENTARY = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
@@ -149,13 +151,13 @@ class GroupedEngine:
         :meth:`LearnToLearnEngine.adapted_query_logits
         <l2l_omniglot.engines.learn2learn.LearnToLearnEngine.adapted_query_logits>`).
         """
-        logits = []
-        for part in tasks.chunks(self.tasks_per_group):
+        def group_logits(part: TaskBatch) -> torch.Tensor:
             fast = self.adapt(part.support_x, part.support_y, steps)
             if transductive:
-                logits.append(self._logits(fast, part.query_x))
-                continue
-            support = part.support_x
-            logits.append(torch.cat([self._logits(fast, torch.cat([support, part.query_x[:, j:j + 1]], dim=1))[:, -1:]
-                                     for j in range(part.query_x.shape[1])], dim=1))
-        return torch.cat(logits)
+                return self._logits(fast, part.query_x)
+            return torch.cat([self._logits(fast, torch.cat([part.support_x, part.query_x[:, j:j + 1]], dim=1))[:, -1:]
+                              for j in range(part.query_x.shape[1])], dim=1)
+
+        # The groups go to the task threads, one torch thread each (l2l_omniglot.threads): the numbers are the
+        # same for any thread count, and a busy neighbour slows a worker down instead of every operation.
+        return torch.cat(task_threads().map(group_logits, list(tasks.chunks(self.tasks_per_group))))

@@ -64,6 +64,22 @@ def test_predict_adapts_all_tasks_at_once_with_the_per_task_predictions(tasks, s
     assert all(p.grad is None for p in solver.model.parameters())
 
 
+def test_grouped_logits_are_the_same_on_one_task_thread_and_on_two(tasks):
+    from l2l_omniglot import threads
+
+    solver = solver_for(True, torch.float32)
+    grouped = GroupedEngine(solver.model, solver.options.inner_lr, tasks_per_group=2)
+    before = threads.task_threads().threads
+    try:
+        threads.configure_threads(1)
+        one = grouped.adapted_query_logits(tasks, 3)
+        threads.configure_threads(2)
+        two = grouped.adapted_query_logits(tasks, 3)
+    finally:
+        threads.configure_threads(before)
+    assert torch.equal(one, two)
+
+
 def test_grouped_engine_refuses_a_network_with_running_statistics():
     assert supports(ConvNet(5))
     assert not supports(ConvNet(5, batch_stats=False))
