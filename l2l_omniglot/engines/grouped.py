@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines.head_only import query_batches
 from l2l_omniglot.threads import task_threads
 
 #: Tasks adapted together: enough to fill the convolutions, few enough to keep their activations small and to
@@ -153,10 +154,7 @@ class GroupedEngine:
         """
         def group_logits(part: TaskBatch) -> torch.Tensor:
             fast = self.adapt(part.support_x, part.support_y, steps)
-            if transductive:
-                return self._logits(fast, part.query_x)
-            return torch.cat([self._logits(fast, torch.cat([part.support_x, part.query_x[:, j:j + 1]], dim=1))[:, -1:]
-                              for j in range(part.query_x.shape[1])], dim=1)
+            return torch.cat([self._logits(fast, x)[:, rows] for x, rows in query_batches(part, transductive)], dim=1)
 
         # The groups go to the task threads, one torch thread each (l2l_omniglot.threads): the numbers are the
         # same for any thread count, and a busy neighbour slows a worker down instead of every operation.
