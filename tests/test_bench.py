@@ -1,7 +1,9 @@
-"""The speed benchmark still runs (a smoke run: meta-batch 4, 2 rounds); its numbers come from full runs only."""
+"""The benchmarks still run (smoke runs: few tasks, 2 rounds); their numbers come from full runs only."""
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -18,3 +20,23 @@ def test_speed_bench_smoke_run_reports_every_contestant(data_root, tmp_path):
     assert 0 < report["profile"]["batched"]["sample_share"] < 1
     assert report["load"]["cached_s"] < report["load"]["cold_s"]
     assert "speed-up over the reference loop" in finished.stdout
+
+
+def test_limits_bench_smoke_run_reports_every_solver_against_its_ceilings(data_root, tmp_path):
+    out = tmp_path / "limits.json"
+    finished = subprocess.run([sys.executable, "bench/limits.py", "--quick", "--old", "--data-root", str(data_root),
+                               "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(out.read_text())
+    assert [row["label"] for row in report["rows"]] == ["transfer", "fomaml l2l", "fomaml batched", "maml l2l",
+                                                         "maml batched", "anil", "protonet"]
+    for row in report["rows"]:
+        # Every step runs convolutions, and the l2l engine's are counted too (its task threads hidden no FLOPs).
+        assert row["step_gflop"] > 0 and row["test_task_gflop"] > 0 and row["convolution_calls"] > 0
+        assert row["conv_gflop"] <= row["step_gflop"]
+        assert row["step_s"] > 0 and row["old_step_s"] > 0 and row["conv_fp32_s"] > 0 and row["conv_bf16_s"] > 0
+    rows = {row["label"]: row for row in report["rows"]}
+    # The same work whichever engine does it: FO-MAML's l2l and batched steps differ only in how they batch it.
+    assert rows["fomaml l2l"]["test_task_gflop"] == pytest.approx(rows["fomaml batched"]["test_task_gflop"], rel=0.1)
+    assert report["ceilings"]["matmul_fp32"] > 0 and report["ceilings"]["matmul_bf16"] > 0
+    assert "| fomaml l2l |" in finished.stdout and "Ceilings" in finished.stdout

@@ -117,6 +117,10 @@ class ANILSolver(EngineSolver):
     def first_order_inner_loop(self) -> bool:
         return self.options.first_order
 
+    def test_time_engine(self):
+        """All test tasks of a call adapted at once (the batched head-only engine), whichever engine trains."""
+        return HEAD_ONLY_ENGINES["batched"](self.model, self.options.inner_lr, True)
+
     @classmethod
     def label(cls, options: dict) -> str:
         modes = [mode for mode, on in (("first order", options.get("first_order", ANILOptions.first_order)),

@@ -223,6 +223,13 @@ class EngineSolver(GradientSolver):
         # meta-gradient is computed, accumulated or all-reduced for it.
         self.engine = self.engines[options.engine](self.model, options.inner_lr, self.first_order_inner_loop(),
                                                    meta_parameters=meta_parameters)
+        #: The engine :meth:`predict` adapts test tasks with: the same numbers as ``engine`` (to rounding), many
+        #: tasks at once where the solver has such an engine (:meth:`test_time_engine`).
+        self.test_engine = self.test_time_engine()
+
+    def test_time_engine(self):
+        """The engine that adapts test tasks (first order, no meta-gradient): by default the training engine."""
+        return self.engine
 
     def meta_parameters(self) -> list:
         """The whole network's parameters, or the features' only with a zero head."""
@@ -237,8 +244,8 @@ class EngineSolver(GradientSolver):
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         check_ways(self.config.ways, tasks.ways)
-        logits = self.engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
-                                                  transductive=self.options.transductive)
+        logits = self.test_engine.adapted_query_logits(tasks.to(self.device), self.options.test_inner_steps,
+                                                       transductive=self.options.transductive)
         return logits.argmax(dim=-1).cpu()
 
 

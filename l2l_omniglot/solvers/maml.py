@@ -12,8 +12,11 @@ updates the initialisation.
 :class:`~l2l_omniglot.solvers.fomaml.FOMAMLSolver` sets ``first_order`` and
 drops those second derivatives, which is cheaper and nearly as good.
 
-At test time every task adapts its own clone for ``test_inner_steps`` steps;
-the meta-learned initialisation is never changed.
+At test time every task adapts its own copy for ``test_inner_steps`` steps;
+the meta-learned initialisation is never changed. Whichever engine trains,
+the test tasks of a call adapt together as one grouped network
+(:mod:`l2l_omniglot.engines.grouped`), which gives the learn2learn engine's
+numbers to rounding, several times faster.
 
 Batch norm always uses batch statistics (there are no running ones). So by
 default a task's queries are classified together, each normalised with the
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from l2l_omniglot.engines import ENGINES
+from l2l_omniglot.engines.grouped import GroupedEngine, supports
 from l2l_omniglot.solvers.base import EngineSolver
 from l2l_omniglot.solvers.options import SolverOptions, option
 from l2l_omniglot.solvers.space import linear_range, log_range, one_of
@@ -83,6 +87,10 @@ class MAMLSolver(EngineSolver):
 
     def first_order_inner_loop(self) -> bool:
         return self.first_order
+
+    def test_time_engine(self):
+        """All test tasks of a call adapted at once as one grouped network, whichever engine trains."""
+        return GroupedEngine(self.model, self.options.inner_lr) if supports(self.model) else self.engine
 
     @classmethod
     def label(cls, options: dict) -> str:
