@@ -29,7 +29,7 @@ from l2l_omniglot.cli_studies import reproduce_command, tune_command
 from l2l_omniglot.compare import compare_solvers
 from l2l_omniglot.config import DEVICES, MAX_EVALUATION_TASKS
 from l2l_omniglot.console import (OneLineErrors, ProgressBars, emit_json, options_table, progress_bars, result_table,
-                                  stdout_console)
+                                  show_plugins, stdout_console)
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank
 from l2l_omniglot.launch import RunRequest, run_training
@@ -174,48 +174,30 @@ def run(solver, out_dir, force, checkpoint_every, resume_dir, params_file, nproc
 @cli.command("solvers")
 @json_option
 def solvers_command(as_json):
-    """List every installed solver: its package, idea, paper and options with their defaults."""
-    described = describe_solvers()
-    if as_json:
-        emit_json(described)
-        return
-    out = stdout_console()
-    for row in described:
-        if "error" in row:
-            out.print(f"[bold red]{row['name']}[/] ({row['package']}): {row['error']}")
-            continue
-        out.print(f"[bold]{row['name']}[/] ({row['package']}): {row['description']}")
-        if row["paper"]:
-            out.print(f"  paper: {row['paper']}")
+    """List every installed solver: its package, idea, paper, options with their defaults, and search space."""
+    def details(row: dict) -> list:
+        lines = [f"  paper: {escape(row['paper'])}"] if row["paper"] else []
         if row["defaults"]:
-            out.print("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
+            lines.append("  defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
         space = {dimension["name"]: dimension["text"] for dimension in row.get("space", [])}
-        if row["options"]:
-            out.print(options_table(row["options"], space))
+        lines += [options_table(row["options"], space)] if row["options"] else []
         shared = [f"{d['name']} {d['text']}" for d in row.get("space", []) if d["shared"]]
         if shared or "space_error" in row:
-            out.print("  tuned shared settings: " + escape(row.get("space_error") or "; ".join(shared)))
-        out.print()
+            lines.append("  tuned shared settings: " + escape(row.get("space_error") or "; ".join(shared)))
+        return lines
+
+    show_plugins(describe_solvers(), details, as_json)
 
 
 @cli.command("benchmarks")
 @json_option
 def benchmarks_command(as_json):
     """List every installed benchmark: its package, what it scores, its leak guard and options."""
-    described = describe_benchmarks()
-    if as_json:
-        emit_json(described)
-        return
-    out = stdout_console()
-    for row in described:
-        if "error" in row:
-            out.print(f"[bold red]{row['name']}[/] ({row['package']}): {escape(row['error'])}")
-            continue
-        out.print(f"[bold]{row['name']}[/] ({row['package']}): {escape(row['description'])}")
-        out.print(f"  items: {escape(row['about'])}; leak guard: {row['leak_guard']}")
-        if row["options"]:
-            out.print(options_table(row["options"]))
-        out.print()
+    def details(row: dict) -> list:
+        lines = [f"  items: {escape(row['about'])}; leak guard: {row['leak_guard']}"]
+        return lines + ([options_table(row["options"])] if row["options"] else [])
+
+    show_plugins(describe_benchmarks(), details, as_json)
 
 
 @cli.command(cls=SolverFlagsCommand)

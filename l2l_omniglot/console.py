@@ -194,6 +194,23 @@ def options_table(options: list, space: dict = None) -> Table:
     return table
 
 
+def show_plugins(rows: list, details, as_json: bool) -> None:
+    """``omnimeta solvers`` / ``benchmarks``: each plugin's name, package and description, then ``details(row)``
+    (lines or tables); a plugin that cannot be loaded shows its error instead; ``as_json``: the rows as JSON."""
+    if as_json:
+        emit_json(rows)
+        return
+    out = stdout_console()
+    for row in rows:
+        if "error" in row:
+            out.print(f"[bold red]{row['name']}[/] ({row['package']}): {escape(row['error'])}")
+            continue
+        out.print(f"[bold]{row['name']}[/] ({row['package']}): {escape(row['description'])}")
+        for line in details(row):
+            out.print(line)
+        out.print()
+
+
 def progress_bars(description: str, total=None) -> LazyProgress:
     """The progress factory of library calls (``compare_solvers``): one rich bar per piece of work."""
     return LazyProgress(description, total)
