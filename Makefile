@@ -32,8 +32,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt tools/build-learn2learn
 run: install
 	$(BIN)/omnimeta run --solver fomaml $(DATA_ARGS) $(RUN_ARGS)
 
+# Two workers; tests that install packages or share the 2-rank runs stay together (xdist_group, tests/conftest.py).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # omnimeta's wheel and the learn2learn 0.2.0 wheel built for .venv's Python, for
 # `pip install -c constraints.txt --find-links dist/wheelhouse omnimeta` elsewhere.

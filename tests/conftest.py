@@ -1,8 +1,19 @@
-"""Shared fixtures: the real Omniglot from the project's data folder, and small data built here."""
+"""What the tests share, in one place: the real Omniglot from the project's data folder, small data built here,
+the tiny-run settings, the ``omnimeta`` command line (in this process or as a subprocess), and two ranks.
+"""
 from __future__ import annotations
 
+import contextlib
 import io
+import stat
+import struct
+import zlib
+import multiprocessing
 import os
+import shutil
+import subprocess
+import sys
+import traceback
 import zipfile
 from pathlib import Path
 
@@ -11,6 +22,18 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: The tiny run a test trains unless it needs more: a few meta-steps and a few tasks, on the CPU; settings every
+#: solver takes. A test that needs another setting writes ``dict(TINY, name=value)`` and says why.
+TINY = dict(iterations=2, meta_batch=2, queries=1, val_every=2, val_tasks=3, eval_tasks=3, device="cpu")
+
+
+def cli_options(settings: dict) -> list:
+    """``settings`` (RunConfig names) as ``omnimeta run`` options: ``{"meta_batch": 2}`` -> ``["--meta-batch=2"]``."""
+    return [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+
+
+TINY_CLI = cli_options(TINY)
 
 
 def omniglot_root() -> Path:
@@ -63,6 +86,20 @@ def write_tiny_set(path: Path, set_name: str, alphabets: int = 2, characters: in
     return path
 
 
+def snapshot(folder):
+    """Every regular file under ``folder`` with its bytes and permission bits."""
+    return {p: (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels but holds none: enough for Pillow to open it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # one-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
 @pytest.fixture
 def tiny_root(tmp_path) -> Path:
     root = tmp_path / "tiny"
@@ -78,6 +115,29 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("OMNIMETA_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_root) -> Path:
+    """One ``omnimeta run`` of fomaml with :data:`TINY` on the lake split, shared: tests copy it, never change it."""
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    result = invoke("run", "--data-root", data_root, "--out", out, *TINY_CLI)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def edited_checkpoint(run_dir: Path, tmp_path: Path, change) -> Path:
+    """A copy of ``run_dir`` whose checkpoint.pt was loaded, changed by ``change(payload)`` and saved again."""
+    import torch
+
+    copy = tmp_path / f"edited-{run_dir.name}"
+    copy.mkdir()
+    for name in ("checkpoint.pt", "config.json", "metrics.jsonl", "result.json"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    payload = torch.load(copy / "checkpoint.pt", weights_only=True)
+    change(payload)
+    torch.save(payload, copy / "checkpoint.pt")
+    return copy
 
 
 def train_tiny_runs(root: Path, omniglot, runs: dict, **settings) -> dict:
@@ -97,3 +157,125 @@ def invoke(*args):
     from l2l_omniglot.cli import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+# -- the command line as a user's shell runs it: for signals, installed packages, several processes -------------
+def start_omnimeta(*args, data_root=None, env=None, cwd=REPO) -> subprocess.Popen:
+    """``python -m l2l_omniglot ARGS`` started in ``cwd`` (text pipes).
+
+    ``env`` changes this environment: a name set to None is removed. ``data_root`` sets $OMNIMETA_DATA.
+    """
+    environment = dict(os.environ, **{name: value for name, value in (env or {}).items() if value is not None})
+    for name in [name for name, value in (env or {}).items() if value is None]:
+        environment.pop(name, None)
+    if data_root is not None:
+        environment["OMNIMETA_DATA"] = str(data_root)
+    return subprocess.Popen([sys.executable, "-m", "l2l_omniglot", *map(str, args)], cwd=cwd, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def omnimeta(*args, data_root=None, env=None, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
+    """:func:`start_omnimeta` run to its end (``timeout`` guards against a hang only)."""
+    process = start_omnimeta(*args, data_root=data_root, env=env, cwd=cwd)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def ok(process) -> str:
+    """The stdout of a finished subprocess that must have succeeded."""
+    assert process.returncode == 0, process.stderr
+    return process.stdout
+
+
+def one_line_error(result, fragment: str) -> str:
+    """The one ``Error: ...`` line, with ``fragment``, of a command that must have exited with 2 and scored nothing.
+
+    ``result``: :func:`invoke`'s (click's ``exit_code``) or :func:`omnimeta`'s (a finished subprocess).
+    """
+    status = result.exit_code if hasattr(result, "exit_code") else result.returncode
+    assert status == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
+    assert "accuracy" not in result.stdout.lower()
+    return lines[0]
+
+
+def pip(*args):
+    """pip of this environment (offline use: ``--no-deps --no-build-isolation`` installs of local folders)."""
+    subprocess.run([sys.executable, "-m", "pip", "-q", *args], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def pip_installed(example: str, distribution: str, tmp_path: Path):
+    """docs/examples/EXAMPLE pip-installed here while the block runs (tests that do share one xdist group).
+
+    Built from a copy, so the checkout gets no build/ or egg-info of the package.
+    """
+    source = tmp_path / example
+    shutil.copytree(REPO / "docs" / "examples" / example, source)
+    pip("install", "--no-deps", "--no-build-isolation", str(source))
+    try:
+        yield source
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "-q", "uninstall", "-y", distribution], capture_output=True)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path):
+    """The example solver plugin (docs/examples/centroid_plugin, solver ``centroid``), installed for one test."""
+    with pip_installed("centroid_plugin", "omnimeta-centroid", tmp_path):
+        yield
+
+
+# -- two ranks: two spawned processes joined over gloo on 127.0.0.1 ----------------------------------------------
+def on_two_ranks(step, out: Path, *args, timeout_s: float = 300) -> None:
+    """Run ``step(ranks, out, *args)`` in two spawned processes, joined as the ranks of one run.
+
+    ``step`` must be a module-level function (it is imported again in each process); it saves what the test
+    compares under ``out`` (a path prefix). A rank that fails leaves its traceback for this test's message.
+    """
+    from l2l_omniglot.local_ranks import free_port
+
+    port = free_port()
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_rank_main, args=(step, rank, port, str(out), args)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout_s)  # a guard against a hang, not a speed test
+    errors = [path.read_text() for path in sorted(Path(out).parent.glob(f"{Path(out).name}.rank*.error"))]
+    assert [p.exitcode for p in processes] == [0, 0], errors
+
+
+def _rank_main(step, rank: int, port: int, out: str, args: tuple) -> None:
+    """One rank of :func:`on_two_ranks` (a spawned process, one thread like a rank of ``--nproc``)."""
+    import torch
+
+    from l2l_omniglot.distributed import Ranks
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        ranks = Ranks.join("cpu", "gloo", timeout_s=60)
+        step(ranks, out, *args)
+        ranks.close()
+    except BaseException:
+        Path(f"{out}.rank{rank}.error").write_text(traceback.format_exc())
+        raise
+
+
+# Tests that pip-install a package (into this environment, or a new one from a wheelhouse), and tests that read the
+# set of installed packages, share one xdist group: with `--dist loadgroup` (make test) they run one after another
+# on one worker, never beside an install.
+INSTALLING_MODULES = {"test_plugins", "test_benchmark_plugin", "test_downstream_install", "test_lazy_plugins"}
+INSTALLING_FIXTURES = {"installed_plugin", "installed_benchmark", "broken_plugin"}
+READS_INSTALLED_PRESETS = {"test_list_json_gives_the_seven_presets_with_numbers_sources_and_estimated_times"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if (module in INSTALLING_MODULES or INSTALLING_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.originalname in READS_INSTALLED_PRESETS):
+            item.add_marker(pytest.mark.xdist_group("installed-packages"))

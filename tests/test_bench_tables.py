@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from l2l_omniglot import resolve_config, train_and_evaluate
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY
 
-TINY = dict(iterations=2, meta_batch=1, queries=1, val_every=2, val_tasks=2, eval_tasks=4, device="cpu",
-            test_inner_steps=1)
+SETTINGS = dict(TINY, meta_batch=1, val_tasks=2, eval_tasks=4, test_inner_steps=1)  # the tables' own smallest sweep
 
 
 def bench(name):
@@ -32,10 +31,11 @@ def runs(tmp_path_factory, omniglot):
     root = tmp_path_factory.mktemp("bench")
     for name, overrides in (("lake_s0", {}), ("lake_s1", {"seed": 1}), ("lake_w20", {"ways": 20}),
                             ("vinyals_w20", {"ways": 20, "split": "vinyals"})):
-        train_and_evaluate(resolve_config("fomaml", **TINY, **overrides), omniglot, root / "runs" / name)
+        train_and_evaluate(resolve_config("fomaml", **SETTINGS, **overrides), omniglot, root / "runs" / name)
     return root
 
 
+@pytest.mark.slow
 def test_test_steps_sweeps_on_validation_tasks_of_their_own(runs, data_root, omniglot, tmp_path):
     out = tmp_path / "steps.json"
     finished = script("bench/test_steps.py", runs / "runs" / "lake_s0", "--tasks", "3", "--steps", "0,2",
@@ -50,9 +50,9 @@ def test_test_steps_sweeps_on_validation_tasks_of_their_own(runs, data_root, omn
     # the tuning tasks are validation characters' tasks, but neither the run's validation list nor test tasks
     from l2l_omniglot.run_tasks import RunTasks
 
-    config = resolve_config("fomaml", **TINY)
+    config = resolve_config("fomaml", **SETTINGS)
     tuning = bench("test_steps").tuning_tasks(config, omniglot, 3)
-    fixed = RunTasks.build(resolve_config("fomaml", **{**TINY, "val_tasks": 3, "eval_tasks": 3}), omniglot,
+    fixed = RunTasks.build(resolve_config("fomaml", **{**SETTINGS, "val_tasks": 3, "eval_tasks": 3}), omniglot,
                             phases=("val", "test"))
     assert not torch.equal(tuning.support_x, fixed.val_tasks.support_x)
     assert not torch.equal(tuning.support_x, fixed.test_tasks.support_x)
@@ -63,6 +63,7 @@ def test_test_steps_refuses_a_bad_option_in_one_line(runs, data_root):
     assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and "--steps" in finished.stderr
 
 
+@pytest.mark.slow
 def test_results_table_groups_seeds_and_names_its_tasks(runs, data_root, tmp_path):
     out = tmp_path / "tables.json"
     finished = script("bench/results_table.py", runs / "runs", "--score-lake20", "--data-root", data_root,
@@ -100,12 +101,13 @@ def test_results_table_without_runs_is_one_line(tmp_path):
     assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and "no run folders" in finished.stderr
 
 
+@pytest.mark.slow
 def test_results_table_scores_another_way_where_the_solver_can(runs, omniglot, data_root, tmp_path):
     """A 5-way ProtoNet checkpoint becomes a 20-way row (as in Snell et al.); a 5-way FO-MAML head cannot."""
     folder = tmp_path / "ways"
-    tiny = {k: v for k, v in TINY.items() if k != "test_inner_steps"}
+    tiny = {k: v for k, v in SETTINGS.items() if k != "test_inner_steps"}
     train_and_evaluate(resolve_config("protonet", **tiny, split="vinyals"), omniglot, folder / "proto")
-    train_and_evaluate(resolve_config("fomaml", **TINY, split="vinyals"), omniglot, folder / "fomaml")
+    train_and_evaluate(resolve_config("fomaml", **SETTINGS, split="vinyals"), omniglot, folder / "fomaml")
     out = tmp_path / "tables.json"
     finished = script("bench/results_table.py", folder, "--score-ways", "20", "--data-root", data_root,
                       "--json", out)
@@ -120,6 +122,7 @@ def test_results_table_scores_another_way_where_the_solver_can(runs, omniglot, d
     assert "`proto` (evaluate)" in finished.stdout
 
 
+@pytest.mark.slow
 def test_train_script_prints_the_validation_curve_and_the_result(data_root, tmp_path):
     config = json.dumps({"solver": "fomaml", "iterations": 2, "meta_batch": 2, "val_every": 1, "val_tasks": 2,
                          "eval_tasks": 2, "test_inner_steps": 1})

@@ -4,26 +4,18 @@ The example package of docs/examples/alphabet_benchmark is pip-installed into th
 --no-deps --no-build-isolation) and driven from the command line only, as a user would.
 """
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, train_tiny_runs
-from tests.test_plugins import omnimeta, ok, one_line_error, pip
+from tests.conftest import TINY, ok, omnimeta, one_line_error, pip, pip_installed, train_tiny_runs
 
-PACKAGE = REPO / "docs" / "examples" / "alphabet_benchmark"
-SETTINGS = dict(iterations=4, meta_batch=2, queries=1, val_every=2, val_tasks=4, eval_tasks=8, device="cpu")
+SETTINGS = dict(TINY, iterations=4, val_tasks=4, eval_tasks=8)  # two validations, enough tasks to score
 
 
 @pytest.fixture
 def installed_benchmark(tmp_path):
-    # Built from a copy, so the checkout gets no build/ or egg-info of the package.
-    source = tmp_path / "alphabet_benchmark"
-    subprocess.run(["cp", "-r", str(PACKAGE), str(source)], check=True)
-    pip("install", "--no-deps", "--no-build-isolation", str(source))
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "-q", "uninstall", "-y", "omnimeta-alphabet"], capture_output=True)
+    with pip_installed("alphabet_benchmark", "omnimeta-alphabet", tmp_path):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +24,7 @@ def runs(tmp_path_factory, omniglot):
                            {"lake": ("protonet", {}), "random": ("protonet", {"split": "random"})}, **SETTINGS)
 
 
+@pytest.mark.slow
 def test_an_installed_benchmark_is_listed_and_scores_a_run_from_the_command_line(installed_benchmark, runs,
                                                                                   data_root):
     listed = {row["name"]: row for row in json.loads(ok(omnimeta("benchmarks", "--json", data_root=data_root)))}

@@ -6,10 +6,10 @@ import pytest
 from l2l_omniglot.benchmarks import BENCHMARKS, Benchmark, make_benchmark, register_benchmark
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.scoring import evaluate_run, predict_folder
-from tests.conftest import REPO, invoke, train_tiny_runs
+from tests.conftest import REPO, TINY, invoke, train_tiny_runs
 
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
-SETTINGS = dict(iterations=4, meta_batch=2, queries=1, val_every=2, val_tasks=4, eval_tasks=8, device="cpu")
+SETTINGS = dict(TINY, iterations=4, val_tasks=4, eval_tasks=8)  # two validations, enough tasks to score
 
 
 @pytest.fixture(scope="module")

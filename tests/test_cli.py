@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, TINY, TINY_CLI, cli_options, invoke, one_line_error
 
-TINY = ["--iterations", "3", "--meta-batch", "2", "--queries", "1", "--val-every", "3", "--val-tasks", "4",
-        "--eval-tasks", "5", "--device", "cpu", "--test-inner-steps", "3"]
+#: A run whose numbers tell its settings apart (3 iterations, 4 validation tasks, 5 test tasks).
+SETTINGS_CLI = cli_options(dict(TINY, iterations=3, val_every=3, val_tasks=4, eval_tasks=5, test_inner_steps=3))
 
 
 def test_data_info_json_reports_the_published_counts(data_root):
@@ -19,12 +19,12 @@ def test_data_info_json_reports_the_published_counts(data_root):
     assert info["evaluation"] == {"alphabets": 20, "characters": 659, "images": 13180}
     assert info["splits"]["lake"] == {"train": 768, "val": 196, "test": 659}
     assert info["splits"]["random"] == {"train": 1100, "val": 100, "test": 423}
-    assert info["load_seconds"] < 5
+    assert isinstance(info["load_seconds"], float) and info["load_seconds"] >= 0  # reported; never judged here
 
 
 def test_run_writes_a_run_folder_and_prints_json(data_root, tmp_path):
     out = tmp_path / "run"
-    result = invoke("run", "--solver", "fomaml", "--data-root", data_root, "--out", out, "--json", *TINY)
+    result = invoke("run", "--solver", "fomaml", "--data-root", data_root, "--out", out, "--json", *SETTINGS_CLI)
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed == json.loads((out / "result.json").read_text())
@@ -37,7 +37,7 @@ def test_run_writes_a_run_folder_and_prints_json(data_root, tmp_path):
 
 
 def test_run_prints_a_result_table(data_root, tmp_path):
-    result = invoke("run", "--solver", "transfer", "--data-root", data_root, "--out", tmp_path / "t", *TINY)
+    result = invoke("run", "--solver", "transfer", "--data-root", data_root, "--out", tmp_path / "t", *SETTINGS_CLI)
     assert result.exit_code == 0, result.stderr
     assert "test acc" in result.stdout and "transfer" in result.stdout and "±" in result.stdout
 
@@ -69,7 +69,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, data_root, tmp_path):
 
 def test_out_that_holds_a_run_is_refused_and_kept(data_root, tmp_path):
     (tmp_path / "result.json").write_text('{"mine": 1}')
-    result = invoke("run", "--data-root", data_root, "--out", tmp_path, *TINY)
+    result = invoke("run", "--data-root", data_root, "--out", tmp_path, *SETTINGS_CLI)
     assert result.exit_code == 2 and "already holds a run" in result.stderr
     assert (tmp_path / "result.json").read_text() == '{"mine": 1}'
 
@@ -87,3 +87,10 @@ def test_the_checkout_shim_and_the_module_run_the_same_app(data_root):
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["evaluation"]["images"] == 13180
         assert "Gym" not in done.stderr  # learn2learn's gym import notice is kept out
+
+
+def test_an_option_given_twice_is_refused(data_root, tmp_path):
+    one_line_error(invoke("run", "--solver", "fomaml", "--option", "inner_lr=0.1", "--option", "inner_lr=0.2",
+                    "--data-root", data_root, "--out", tmp_path / "a", *TINY_CLI), "inner_lr is given twice")
+    one_line_error(invoke("run", "--solver", "fomaml", "--inner-lr", "0.1", "--option", "inner_lr=0.2",
+                    "--data-root", data_root, "--out", tmp_path / "b", *TINY_CLI), "inner_lr of fomaml is given twice")

@@ -6,17 +6,18 @@ import struct
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, invoke
+from l2l_omniglot import resolve_config, train_and_evaluate
+from tests.conftest import REPO, TINY, cli_options, invoke
 
-TINY = ["--iterations", "4", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "4",
-        "--eval-tasks", "12", "--device", "cpu", "--test-inner-steps", "3"]
+#: Two validations (a curve) and 12 test tasks (an interval to compare).
+SETTINGS_CLI = cli_options(dict(TINY, iterations=4, val_tasks=4, eval_tasks=12, test_inner_steps=3))
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("compare") / "cmp"
-    result = invoke("compare", "--data-root", data_root, "--out", out, *TINY)
+    result = invoke("compare", "--data-root", data_root, "--out", out, *SETTINGS_CLI)
     assert result.exit_code == 0, result.stderr
     return out, result.stdout
 
@@ -102,7 +103,7 @@ def test_evaluate_lake20_refuses_a_5_way_model_and_scores_a_20_way_one(compariso
     refused = invoke("evaluate", out / "maml", "--data-root", data_root, "--benchmark", "lake20")
     assert refused.exit_code == 2 and "5-way head and cannot answer 20-way" in refused.stderr
     trained = invoke("run", "--solver", "fomaml", "--ways", "20", "--data-root", data_root,
-                     "--out", tmp_path / "w20", *TINY)
+                     "--out", tmp_path / "w20", *SETTINGS_CLI)
     assert trained.exit_code == 0, trained.stderr
     result = invoke("evaluate", tmp_path / "w20", "--data-root", data_root, "--benchmark", "lake20", "--json")
     assert result.exit_code == 0, result.stderr
@@ -139,3 +140,12 @@ def test_predict_on_a_broken_test_folder_writes_nothing(comparison, data_root, t
     assert result.exit_code == 2
     assert "query/0003" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_compare_rows_of_one_solver_are_told_apart(omniglot, tmp_path):
+    from l2l_omniglot.compare import compare_rows, score_runs
+
+    for name, inner_lr in (("slow", 0.1), ("fast", 0.4)):
+        train_and_evaluate(resolve_config("fomaml", inner_lr=inner_lr, **TINY), omniglot, tmp_path / name)
+    rows = compare_rows(score_runs([tmp_path / "slow", tmp_path / "fast"], omniglot))
+    assert [row["solver"] for row in rows] == ["fomaml (slow; inner_lr=0.1)", "fomaml (fast; inner_lr=0.4)"]

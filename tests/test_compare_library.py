@@ -5,11 +5,10 @@ import pytest
 
 from l2l_omniglot import ConfigError, compare_solvers
 from l2l_omniglot.solvers.flags import configs_from_options
-from tests.conftest import invoke, train_tiny_runs
+from tests.conftest import TINY, cli_options, invoke, train_tiny_runs
 
-SETTINGS = dict(iterations=4, meta_batch=2, queries=1, val_every=2, val_tasks=4, eval_tasks=8, device="cpu")
-TINY = ["--iterations", "4", "--meta-batch", "2", "--queries", "1", "--val-every", "2", "--val-tasks", "4",
-        "--eval-tasks", "8", "--device", "cpu"]
+SETTINGS = dict(TINY, iterations=4, val_tasks=4, eval_tasks=8)  # two validations: a curve to compare
+SETTINGS_CLI = cli_options(SETTINGS)  # the same settings, as the command line takes them
 #: What two trainings of the same config may differ in: the clock, the memory, and where the run folder is.
 MEASURED = ("run", "train_seconds", "iterations_per_second", "peak_rss_mb")
 
@@ -39,7 +38,7 @@ def test_compare_of_finished_runs_writes_the_same_compare_json_from_the_cli_and_
 
 def test_compare_that_trains_gives_the_same_rows_from_the_cli_and_from_a_script(data_root, tmp_path):
     from_cli = invoke("compare", "--solvers", "protonet", "--out", tmp_path / "cli", "--data-root", data_root,
-                      "--seed", "3", *TINY)
+                      "--seed", "3", *SETTINGS_CLI)
     assert from_cli.exit_code == 0, from_cli.stderr
     training = {"seed": 3, **SETTINGS, "option_values": ()}
     configs = configs_from_options(["protonet"], training)

@@ -9,10 +9,9 @@ import torch
 from l2l_omniglot.compare import ROW_KEYS, compare_rows, score_runs
 from l2l_omniglot.evaluation import PairedDifference, Score
 from l2l_omniglot.reporting import COMPARE_COLUMNS, table_cells
-from tests.conftest import invoke, train_tiny_runs
+from tests.conftest import TINY, invoke, train_tiny_runs
 
-TINY = dict(iterations=2, meta_batch=2, queries=1, val_every=2, val_tasks=2, eval_tasks=6, device="cpu",
-            test_inner_steps=1)
+SETTINGS = dict(TINY, val_tasks=2, eval_tasks=6, test_inner_steps=1)  # enough test tasks for a spread over seeds
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,7 @@ def runs(tmp_path_factory, omniglot):
     """Three seeds of fomaml and one transfer run, tiny."""
     runs = {"f0": ("fomaml", {"seed": 0}), "f1": ("fomaml", {"seed": 1}), "f2": ("fomaml", {"seed": 2}),
             "t": ("transfer", {"seed": 0})}
-    return list(train_tiny_runs(tmp_path_factory.mktemp("seeds"), omniglot, runs, **TINY).values())
+    return list(train_tiny_runs(tmp_path_factory.mktemp("seeds"), omniglot, runs, **SETTINGS).values())
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import REPO, omniglot_root
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # an install into a new venv
 
 TAG = f"cp{sys.version_info[0]}{sys.version_info[1]}"
 #: Variables that would let the new environment see the checkout or the project's .venv.

@@ -8,11 +8,10 @@ from l2l_omniglot import load_omniglot, make_split, resolve_config
 from l2l_omniglot.data.testsets import lake_run_characters
 from l2l_omniglot.errors import ConfigError, DataError
 from l2l_omniglot.leaks import check_lake20_clean, evaluation_overlap, seen_characters
-from tests.conftest import REPO, invoke, train_tiny_runs
+from tests.conftest import REPO, TINY, invoke, train_tiny_runs
 
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
-TINY = dict(iterations=2, meta_batch=1, queries=1, val_every=2, val_tasks=2, eval_tasks=2, device="cpu",
-            test_inner_steps=1)
+SETTINGS = dict(TINY, meta_batch=1, val_tasks=2, eval_tasks=2, test_inner_steps=1)  # the least that visits every phase
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,7 @@ def runs(tmp_path_factory, omniglot):
     """Tiny fomaml runs: random split 5-way, lake split 5-way and lake split 20-way."""
     runs = {name: ("fomaml", {"split": split, "ways": ways})
             for name, split, ways in (("random5", "random", 5), ("lake5", "lake", 5), ("lake20", "lake", 20))}
-    return train_tiny_runs(tmp_path_factory.mktemp("leaks"), omniglot, runs, **TINY)
+    return train_tiny_runs(tmp_path_factory.mktemp("leaks"), omniglot, runs, **SETTINGS)
 
 
 def test_lake_runs_draw_200_evaluation_characters_and_the_random_split_saw_141_of_them(omniglot, data_root):

@@ -4,7 +4,6 @@ The example plugin of docs/examples/centroid_plugin is pip-installed into this e
 --no-deps --no-build-isolation) and driven from the command line only, as a user would.
 """
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,45 +13,14 @@ import pytest
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.solvers import SOLVERS, register_solver
 from l2l_omniglot.solvers.registry import SolverEntry
-from tests.conftest import REPO
+from tests.conftest import REPO, cli_options, ok, omnimeta, one_line_error, pip
 
-PLUGIN = REPO / "docs" / "examples" / "centroid_plugin"
 SAMPLE = REPO.parent / "shared" / "omniglot-test-sample"
-TINY = ["--iterations", "6", "--val-every", "3", "--val-tasks", "10", "--eval-tasks", "10", "--seed", "2",
-        "--device", "cpu"]
+#: Six meta-steps at the default meta-batch: enough for the centroid model to beat chance on the HW15 sample.
+TINY = cli_options(dict(iterations=6, val_every=3, val_tasks=10, eval_tasks=10, seed=2, device="cpu"))
 
 
-def pip(*args):
-    subprocess.run([sys.executable, "-m", "pip", "-q", *args], check=True, capture_output=True, text=True)
-
-
-def omnimeta(*args, data_root):
-    environment = dict(os.environ, OMNIMETA_DATA=str(data_root))
-    return subprocess.run([sys.executable, "-m", "l2l_omniglot", *map(str, args)], env=environment, text=True,
-                          capture_output=True, timeout=600)
-
-
-def ok(process):
-    assert process.returncode == 0, process.stderr
-    return process.stdout
-
-
-def one_line_error(process, fragment: str):
-    assert process.returncode == 2, (process.stdout, process.stderr)
-    lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
-
-
-@pytest.fixture
-def installed_plugin(tmp_path):
-    # Built from a copy, so the checkout gets no build/ or egg-info of the plugin.
-    source = tmp_path / "centroid_plugin"
-    subprocess.run(["cp", "-r", str(PLUGIN), str(source)], check=True)
-    pip("install", "--no-deps", "--no-build-isolation", str(source))
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "-q", "uninstall", "-y", "omnimeta-centroid"], capture_output=True)
-
-
+@pytest.mark.slow
 def test_an_installed_plugin_runs_evaluates_predicts_and_compares_from_the_command_line(installed_plugin, data_root,
                                                                                            tmp_path):
     listed = {row["name"]: row for row in json.loads(ok(omnimeta("solvers", "--json", data_root=data_root)))}
@@ -118,6 +86,7 @@ def broken_plugin(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "-q", "uninstall", "-y", "omnimeta-broken"], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_broken_plugin_is_named_when_used_and_the_others_keep_working(broken_plugin, data_root, tmp_path):
     one_line_error(omnimeta("run", "--solver", "broken", *TINY, "--out", tmp_path / "run", data_root=data_root),
                    "solver plugin 'broken' (omnimeta_broken:BrokenSolver) from package omnimeta-broken cannot be "

@@ -1,9 +1,6 @@
 """Paper presets and `omnimeta reproduce`: complete presets, a tiny real reproduction, resuming, plugin presets."""
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -14,8 +11,7 @@ from l2l_omniglot.reproduce import reproduce, seed_folder
 from l2l_omniglot.solvers import SOLVERS, make_solver, resolve_config
 from l2l_omniglot.training import RunCallbacks
 from l2l_omniglot.verdict import VERDICT_RULE, seed_interval, t_quantile_975, verdict
-from tests.conftest import REPO, invoke
-from tests.test_plugins import installed_plugin, ok, omnimeta  # noqa: F401  (the fixture installs the plugin)
+from tests.conftest import REPO, invoke, ok, omnimeta
 
 PAPER_PRESETS = ["finn2017-20w1s", "finn2017-5w1s", "nichol2018-fomaml-20w1s", "nichol2018-fomaml-5w1s",
                  "raghu2020-anil-20w1s", "snell2017-20w1s", "snell2017-5w1s"]
@@ -169,7 +165,8 @@ def test_an_interrupted_reproduce_continues_where_it_stopped(data_root, tmp_path
     assert summary["verdict"] in ("matches", "above", "below")  # the whole (shortened) budget ran
 
 
-def test_a_plugin_preset_is_listed_with_the_papers_presets(installed_plugin, data_root):  # noqa: F811
+@pytest.mark.slow
+def test_a_plugin_preset_is_listed_with_the_papers_presets(installed_plugin, data_root):
     listed = json.loads(ok(omnimeta("reproduce", "--list", "--json", "--timed-steps", "0", data_root=data_root)))
     by_name = {row["name"]: row for row in listed}
     assert list(by_name)[:7] == PAPER_PRESETS

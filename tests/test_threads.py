@@ -10,7 +10,7 @@ import torch
 
 from l2l_omniglot import threads
 from l2l_omniglot.errors import ConfigError
-from tests.conftest import REPO
+from tests.conftest import REPO, omnimeta
 
 
 @pytest.fixture(autouse=True)
@@ -163,12 +163,10 @@ def test_task_threads_compute_the_same_numbers_as_one_thread():
 
 
 def run_with_threads(count: int, data_root, out) -> tuple:
-    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", threads.THREADS_ENV)}
-    finished = subprocess.run([sys.executable, "-m", "l2l_omniglot", "run", "--solver", "fomaml", "--iterations", "4",
-                               "--meta-batch", "4", "--val-every", "2", "--val-tasks", "4", "--eval-tasks", "6",
-                               "--seed", "3", "--device", "cpu", "--threads", str(count), "--data-root",
-                               str(data_root), "--out", str(out), "--json"],
-                              cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    finished = omnimeta("run", "--solver", "fomaml", "--iterations", "4", "--meta-batch", "4", "--val-every", "2",
+                        "--val-tasks", "4", "--eval-tasks", "6", "--seed", "3", "--device", "cpu", "--threads", count,
+                        "--data-root", data_root, "--out", out, "--json",
+                        env={"OMP_NUM_THREADS": None, threads.THREADS_ENV: None})
     assert finished.returncode == 0, finished.stderr
     metrics = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -176,6 +174,7 @@ def run_with_threads(count: int, data_root, out) -> tuple:
     return metrics, result
 
 
+@pytest.mark.slow
 def test_a_run_gives_the_same_numbers_on_one_thread_and_on_two(data_root, tmp_path):
     """The default FO-MAML run is bit for bit the same whatever --threads says, and result.json records it."""
     one_metrics, one = run_with_threads(1, data_root, tmp_path / "one")

@@ -6,8 +6,9 @@ from l2l_omniglot import RunCallbacks, Trainer, resolve_config, resume_training,
 from l2l_omniglot.run_folder import Interrupted, prepare_out_dir
 from l2l_omniglot.training import NumericalError
 from l2l_omniglot.errors import ConfigError
+from tests.conftest import TINY
 
-TINY = dict(iterations=4, meta_batch=2, queries=1, val_every=2, val_tasks=4, eval_tasks=6, device="cpu", test_inner_steps=3)
+SETTINGS = dict(TINY, iterations=4, val_tasks=4, eval_tasks=6, test_inner_steps=3)  # two validations, a best one
 
 
 def metrics(out_dir):
@@ -24,7 +25,7 @@ def without_times(result):
 
 
 def test_a_run_writes_every_file_and_an_honest_result(omniglot, tmp_path):
-    result = train_and_evaluate(resolve_config("fomaml", **TINY), omniglot, tmp_path / "run")
+    result = train_and_evaluate(resolve_config("fomaml", **SETTINGS), omniglot, tmp_path / "run")
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json"):
         assert (tmp_path / "run" / name).is_file()
     assert json.loads((tmp_path / "run" / "result.json").read_text()) == result
@@ -35,16 +36,16 @@ def test_a_run_writes_every_file_and_an_honest_result(omniglot, tmp_path):
 
 
 def test_the_same_seed_gives_the_same_numbers(omniglot, tmp_path):
-    first = train_and_evaluate(resolve_config("fomaml", seed=5, **TINY), omniglot, tmp_path / "a")
-    second = train_and_evaluate(resolve_config("fomaml", seed=5, **TINY), omniglot, tmp_path / "b")
+    first = train_and_evaluate(resolve_config("fomaml", seed=5, **SETTINGS), omniglot, tmp_path / "a")
+    second = train_and_evaluate(resolve_config("fomaml", seed=5, **SETTINGS), omniglot, tmp_path / "b")
     assert without_times(first) == without_times(second)
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
-    train_and_evaluate(resolve_config("fomaml", seed=6, **TINY), omniglot, tmp_path / "c")
+    train_and_evaluate(resolve_config("fomaml", seed=6, **SETTINGS), omniglot, tmp_path / "c")
     assert metrics(tmp_path / "c") != metrics(tmp_path / "a")
 
 
 def test_a_diverging_loss_stops_with_the_iteration_and_the_cause(omniglot, tmp_path):
-    config = resolve_config("fomaml", inner_lr=1e38, **TINY)
+    config = resolve_config("fomaml", inner_lr=1e38, **SETTINGS)
     with pytest.raises(NumericalError, match=r"iteration 1; the learning rates are likely too high"):
         train_and_evaluate(config, omniglot, tmp_path / "run")
 
@@ -64,7 +65,7 @@ TEST_FIELDS = ("eval_seconds", "test_accuracy", "test_ci95", "test_tasks")
 
 
 def test_a_run_without_a_test_phase_never_builds_or_scores_test_tasks(omniglot, tmp_path):
-    config = resolve_config("fomaml", seed=3, **TINY)
+    config = resolve_config("fomaml", seed=3, **SETTINGS)
     trainer = Trainer(config, omniglot, tmp_path / "validated", test=False)
     assert trainer.tasks.test_tasks is None and "test" not in trainer.tasks.samplers
     validated = trainer.run()
@@ -79,7 +80,7 @@ def test_a_run_without_a_test_phase_never_builds_or_scores_test_tasks(omniglot, 
 def test_the_run_lifecycle_carries_the_choice_of_no_test(data_root, tmp_path):
     from l2l_omniglot import RunRequest, run_training
 
-    config = resolve_config("fomaml", **{**TINY, "iterations": 2})
+    config = resolve_config("fomaml", **{**SETTINGS, "iterations": 2})
     result = run_training(RunRequest(tmp_path / "run", config=config, data_root=str(data_root), test=False))
     assert result["val_accuracy"] >= 0 and not any(key in result for key in TEST_FIELDS)
 
@@ -96,7 +97,7 @@ class StopAtIteration(RunCallbacks):
 
 
 def test_a_callback_stops_a_run_after_its_iteration_and_the_resumed_run_ends_alike(omniglot, tmp_path):
-    config = resolve_config("fomaml", seed=4, **TINY)
+    config = resolve_config("fomaml", seed=4, **SETTINGS)
     with pytest.raises(Interrupted, match=f"at iteration 2; the state is saved. Continue with: omnimeta run "
                                           f"--resume {tmp_path / 'stopped'}"):
         train_and_evaluate(config, omniglot, tmp_path / "stopped", callbacks=StopAtIteration(2))
@@ -111,9 +112,9 @@ def test_a_callback_stops_a_run_after_its_iteration_and_the_resumed_run_ends_ali
 def test_a_run_without_a_folder_writes_nothing_and_a_stop_stays_a_keyboard_interrupt(omniglot, tmp_path,
                                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = resolve_config("fomaml", **TINY)
+    config = resolve_config("fomaml", **SETTINGS)
     with pytest.raises(KeyboardInterrupt) as stopped:
         train_and_evaluate(config, omniglot, callbacks=StopAtIteration(1))
     assert not isinstance(stopped.value, Interrupted)
-    assert train_and_evaluate(config, omniglot)["test_tasks"] == TINY["eval_tasks"]
+    assert train_and_evaluate(config, omniglot)["test_tasks"] == SETTINGS["eval_tasks"]
     assert list(tmp_path.iterdir()) == []

@@ -4,10 +4,7 @@ Real Omniglot, tiny budgets (20 iterations, 20 validation tasks): what is checke
 how it continues, how workers share it, what it refuses, and that no test task is ever drawn.
 """
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,9 +17,10 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.solvers import SOLVERS, log_range, one_of, register_solver, resolve_config, solver_space
 from l2l_omniglot.training import train_and_evaluate
 from l2l_omniglot.tune import TuneRequest, tune
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, cli_options, invoke, start_omnimeta
 
-TINY = ["--iterations", "20", "--val-every", "10", "--val-tasks", "20", "--seed", "3", "--device", "cpu"]
+#: A trial long enough to be pruned at its first validation and to differ from another trial.
+TRIAL_CLI = cli_options(dict(iterations=20, val_every=10, val_tasks=20, seed=3, device="cpu"))
 FAST_PROTONET = {"train_ways": "5:10", "train_queries": "1:3"}  # small episodes: the study's mechanics, quickly
 FAST_SPACE = [arg for name, value in FAST_PROTONET.items() for arg in ("--space", f"{name}={value}")]
 
@@ -80,13 +78,13 @@ def test_space_overrides_keep_the_declared_scale_and_refuse_what_the_setting_doe
 ])
 def test_bad_tune_input_is_one_line_and_exit_2(args, message, data_root, tmp_path):
     result = invoke("tune", "--solver", "protonet", "--trials", "1", "--out", tmp_path / "study",
-                    "--data-root", data_root, *TINY, *args)
+                    "--data-root", data_root, *TRIAL_CLI, *args)
     one_line_error(result, message)
 
 
 def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_run_params(data_root, tmp_path):
     out = tmp_path / "study"
-    result = invoke("tune", "--solver", "protonet", "--trials", "3", "--out", out, "--data-root", data_root, *TINY,
+    result = invoke("tune", "--solver", "protonet", "--trials", "3", "--out", out, "--data-root", data_root, *TRIAL_CLI,
                     *FAST_SPACE, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -118,7 +116,7 @@ def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_
     curve = [json.loads(line).get("val_accuracy") for line in (tmp_path / "plain" / "metrics.jsonl").open()]
     assert curve == [json.loads(line).get("val_accuracy") for line in (trial0 / "metrics.jsonl").open()]
 
-    again = invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root, *TINY,
+    again = invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root, *TRIAL_CLI,
                    *FAST_SPACE)
     assert again.exit_code == 0, again.output
     trials = trials_of(out)
@@ -141,12 +139,12 @@ def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_
 
     # A study belongs to its solver, settings and space.
     one_line_error(invoke("tune", "--solver", "anil", "--trials", "5", "--out", out, "--data-root", data_root,
-                          *TINY), "tunes protonet, not anil")
+                          *TRIAL_CLI), "tunes protonet, not anil")
     one_line_error(invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root,
-                          *TINY[:-4], "--seed", "4", "--device", "cpu", *FAST_SPACE),
+                          *TRIAL_CLI[:-2], "--seed", "4", "--device", "cpu", *FAST_SPACE),
                    "was made with another config (seed: 3 there, 4 now)")
     one_line_error(invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root,
-                          *TINY), "was made with another space")
+                          *TRIAL_CLI), "was made with another space")
 
 
 def test_tuning_never_builds_or_samples_a_test_task(data_root, tmp_path, monkeypatch):
@@ -246,12 +244,6 @@ def test_a_pruned_trial_stops_cleanly_after_its_validation(data_root, tmp_path):
     assert load_saved_state(run_dir)[1]["trainer"]["iteration"] == 4  # saved where it stopped
 
 
-def _omnimeta(*args, data_root):
-    environment = dict(os.environ, OMNIMETA_DATA=str(data_root), OMNIMETA_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "l2l_omniglot", *map(str, args)], env=environment, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def _wait_for_training(run_dir, process, deadline_s=300):
     """Until the trial in ``run_dir`` has written a metrics line (the study is mid-trial)."""
     metrics = run_dir / "metrics.jsonl"
@@ -263,11 +255,12 @@ def _wait_for_training(run_dir, process, deadline_s=300):
     raise AssertionError("the study did not start training")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_a_killed_worker_fails_its_trial_then_the_study_goes_on(data_root, tmp_path):
     out = tmp_path / "study"
     args = ["tune", "--solver", "protonet", "--trials", "2", "--out", out, "--iterations", "100", "--val-every",
             "50", "--val-tasks", "10", "--device", "cpu", *FAST_SPACE]
-    process = _omnimeta(*args, data_root=data_root)
+    process = start_omnimeta(*args, data_root=data_root, env={"OMNIMETA_THREADS": "1"})
     _wait_for_training(out / "trial-0000", process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
@@ -275,7 +268,7 @@ def test_ctrl_c_stops_cleanly_and_a_killed_worker_fails_its_trial_then_the_study
     assert "continue with the same command (omnimeta tune --solver protonet --trials 2" in stderr.strip()
     assert [(t["number"], t["state"], t["error"]) for t in trials_of(out)] == [(0, "FAIL", "interrupted")]
 
-    process = _omnimeta(*args, data_root=data_root)
+    process = start_omnimeta(*args, data_root=data_root, env={"OMNIMETA_THREADS": "1"})
     _wait_for_training(out / "trial-0001", process)  # the next trial is training: kill -9 its worker
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)

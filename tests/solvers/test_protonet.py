@@ -1,4 +1,3 @@
-import os
 
 import pytest
 import torch
@@ -7,6 +6,7 @@ from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.evaluation import Score, per_task_accuracy
 from l2l_omniglot.solvers import make_solver, resolve_config
 from l2l_omniglot.solvers.protonet import ProtoNetSolver, prototypes, squared_distance_logits
+from tests.conftest import on_two_ranks
 from tests.solvers.conftest import small_config, snapshot, train
 
 
@@ -131,49 +131,26 @@ def test_a_training_shape_the_split_cannot_give_names_the_solver(omniglot):
 DISTRIBUTED = dict(meta_batch=3, options={"train_ways": 6, "train_queries": 2})
 
 
-def _protonet_step_on_rank(rank: int, port: int, data_root: str, out: str) -> None:
+def _protonet_step_on_rank(ranks, out: str, data_root: str) -> None:
     """One of two ranks of :func:`test_two_ranks_share_the_gradient_and_the_running_statistics` (spawned)."""
-    import traceback
-    from pathlib import Path
-
     from l2l_omniglot import load_omniglot
-    from l2l_omniglot.distributed import Ranks
     from l2l_omniglot.run_tasks import RunTasks
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    try:
-        ranks = Ranks.join("cpu", "gloo", timeout_s=60)
-        config = resolve_config("protonet", **DISTRIBUTED)
-        torch.manual_seed(0)
-        sampler = RunTasks.build(config, load_omniglot(data_root), phases=("train",)).samplers["train"]
-        shard = ranks.shard(config.meta_batch)
-        solver = make_solver(config)
-        ranks.meta_train_step(solver, sampler.sample(config.seed, 1, len(shard), first=shard.start), config.meta_batch)
-        gradient = torch.cat([p.grad.flatten() for p in solver.model.parameters()])
-        torch.save({"gradient": gradient, "buffers": snapshot(solver.model)}, f"{out}.rank{rank}")
-        ranks.close()
-    except BaseException:
-        Path(f"{out}.rank{rank}.error").write_text(traceback.format_exc())
-        raise
+    config = resolve_config("protonet", **DISTRIBUTED)
+    torch.manual_seed(0)
+    sampler = RunTasks.build(config, load_omniglot(data_root), phases=("train",)).samplers["train"]
+    shard = ranks.shard(config.meta_batch)
+    solver = make_solver(config)
+    ranks.meta_train_step(solver, sampler.sample(config.seed, 1, len(shard), first=shard.start), config.meta_batch)
+    gradient = torch.cat([p.grad.flatten() for p in solver.model.parameters()])
+    torch.save({"gradient": gradient, "buffers": snapshot(solver.model)}, f"{out}.rank{ranks.rank}")
 
 
+@pytest.mark.slow  # two spawned processes
 def test_two_ranks_share_the_gradient_and_the_running_statistics(omniglot, data_root, tmp_path):
-    import multiprocessing
-
-    from l2l_omniglot.local_ranks import free_port
     from l2l_omniglot.run_tasks import RunTasks
 
-    port = free_port()
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_protonet_step_on_rank, args=(rank, port, str(data_root), str(tmp_path / "got")))
-                 for rank in range(2)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-    errors = [path.read_text() for path in sorted(tmp_path.glob("got.rank*.error"))]
-    assert [p.exitcode for p in processes] == [0, 0], errors
+    on_two_ranks(_protonet_step_on_rank, tmp_path / "got", str(data_root))
     got = [torch.load(tmp_path / f"got.rank{rank}", weights_only=True) for rank in range(2)]
     # Both ranks end with the same running statistics (after the same Adam step, the same weights).
     assert all(torch.equal(got[0]["buffers"][k], got[1]["buffers"][k]) for k in got[0]["buffers"])
