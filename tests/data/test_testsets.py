@@ -1,4 +1,4 @@
-"""HW15 folders, answer CSVs and Lake's runs read right; their bad inputs are in tests/test_reliability.py."""
+"""HW15 folders, answer CSVs and Lake's runs read right; their bad inputs are in tests/test_bad_files.py."""
 import io
 import zipfile
 
