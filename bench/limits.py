@@ -158,7 +158,7 @@ class Contestant:
     def __init__(self, label: str, solver: str, overrides: dict, omniglot, test_tasks: int, fast: bool,
                  quick: bool = False):
         from l2l_omniglot import SOLVERS, make_solver, make_split, phase_samplers, resolve_config
-        from l2l_omniglot.training import Benchmark
+        from l2l_omniglot.run_tasks import RunTasks
 
         self.label, self.fast = label, fast
         if quick:
@@ -166,7 +166,7 @@ class Contestant:
             overrides = {**overrides, "meta_batch": 2, **({"test_inner_steps": 2} if "test_inner_steps" in declared
                                                          else {})}
         config = resolve_config(solver, device="cpu", **overrides)
-        benchmark = Benchmark.build(config, omniglot, phases=("train",))
+        benchmark = RunTasks.build(config, omniglot, phases=("train",))
         torch.manual_seed(0)
         self.solver = make_solver(config, benchmark.num_train_classes, "cpu")
         if not fast:

@@ -28,6 +28,7 @@ def hw15_folder(root, tasks=("0000", "0001"), ways=3):
             (root / part / task).mkdir(parents=True)
             for i in range(ways):
                 (root / part / task / f"image_{i}.png").write_bytes(character_png(1000 * t + 10 * i, size=28))
+    return root
 
 
 
