@@ -19,7 +19,7 @@ def test_data_info_json_reports_the_published_counts(data_root):
     assert info["evaluation"] == {"alphabets": 20, "characters": 659, "images": 13180}
     assert info["splits"]["lake"] == {"train": 768, "val": 196, "test": 659}
     assert info["splits"]["random"] == {"train": 1100, "val": 100, "test": 423}
-    assert isinstance(info["load_seconds"], float) and info["load_seconds"] >= 0  # reported; never judged here
+    assert "load_seconds" in info  # reported for the user; timings belong in bench/, not in tests
 
 
 def test_run_writes_a_run_folder_and_prints_json(data_root, tmp_path):
