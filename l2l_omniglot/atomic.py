@@ -10,7 +10,8 @@ Before any work, a command checks the files it will write with
 :func:`check_output_file` and :func:`check_output_folder`: a missing parent
 folder, an unwritable folder, a folder where a file is expected, or an
 existing file without ``--force`` is a one-line ConfigError then, not after
-the work.
+the work. What such a command wrote before, it reads back with
+:func:`read_json_object`: a torn or foreign file is one line too.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError
+from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError, WriteError, first_line
 
 #: ``errno`` values that, raised while the caller writes the temporary file,
 #: mean the write itself failed (and not, say, a read the caller made).
@@ -221,3 +222,14 @@ def check_not_an_input(output: os.PathLike, option: str, inputs: dict) -> None:
             where = "is" if target == source else "lies inside"
             raise ConfigError(f"{option} {output} {where} {name} {given}, an input of this command, which "
                               f"writing it would change (--force does not allow that); choose another path")
+
+
+def read_json_object(path: os.PathLike, fix: str, error: type = DataError) -> dict:
+    """The JSON object in ``path`` (a record omnimeta wrote), or ``error``: one line naming the file and ``fix``."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as cause:
+        raise error(f"{path} cannot be read ({first_line(cause, 120)}); {fix}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} is not a JSON object (torn or replaced?); {fix}")
+    return value

@@ -54,10 +54,18 @@ class CallbackList(RunCallbacks):
         self.callbacks = [callback for callback in callbacks if callback is not None]
 
     def _each(self, method: str, *args) -> None:
+        # A callback's stop (KeyboardInterrupt) must not keep the report from the others (a progress bar, a log):
+        # every one hears it, then the stop is raised.
+        stop = None
         for callback in self.callbacks:
             found = getattr(callback, method, None)
             if callable(found):
-                found(*args)
+                try:
+                    found(*args)
+                except KeyboardInterrupt as error:
+                    stop = stop or error
+        if stop is not None:
+            raise stop
 
     def on_start(self, trainer) -> None:
         self._each("on_start", trainer)

@@ -255,9 +255,8 @@ def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device,
     """Re-score a saved run on a benchmark: its fixed test tasks, Lake's 20-way runs, or any installed one."""
     parsed = parse_option_values(option_values, "omnimeta benchmarks")
     options = {(f"{target}.{name}" if target else name): value for (target, name), value in parsed.items()}
-    with progress_bars(f"evaluate ({benchmark})") as progress:
-        report = evaluate_run(run_dir, lambda: open_omniglot(data_root), benchmark, eval_tasks, shots, device,
-                              progress=progress, ways=ways, options=options)
+    report = evaluate_run(run_dir, lambda: open_omniglot(data_root), benchmark, eval_tasks, shots, device,
+                          progress=progress_bars, ways=ways, options=options)
     if report.get("leak_warning"):
         click.echo(f"Warning: {report['leak_warning']}", err=True)
     if as_json:

@@ -22,7 +22,6 @@ over tasks of the seed-averaged per-task accuracy.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import multiprocessing
@@ -32,16 +31,15 @@ from typing import Callable, ContextManager, Optional
 
 import torch
 
-from l2l_omniglot.atomic import check_not_an_input, check_output_folder
+from l2l_omniglot.atomic import check_not_an_input, check_output_folder, read_json_object
 from l2l_omniglot.checkpoint import load_checkpoint, load_solver
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.data.omniglot import load_omniglot, loaded
 from l2l_omniglot.errors import ConfigError, DataError, OmnimetaError, first_line
-from l2l_omniglot.evaluation import PairedDifference, Score, per_task_accuracy
+from l2l_omniglot.evaluation import PairedDifference, Score, no_progress, per_task_accuracy
 from l2l_omniglot.reporting import write_compare_files
 from l2l_omniglot.run_folder import check_out_dir
 from l2l_omniglot.run_tasks import RunTasks
-from l2l_omniglot.scoring import loaded
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.launch import RunRequest, run_training
 
@@ -251,15 +249,8 @@ def read_result(run_dir: Path) -> dict:
     path = Path(run_dir) / "result.json"
     if not path.exists():
         return {}
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path} cannot be read ({first_line(error, 120)}); finish the run again with `omnimeta run "
-                        f"--resume {run_dir}`, or leave it out of --runs") from None
-    if not isinstance(result, dict):
-        raise DataError(f"{path} is not a run result (a JSON object); finish the run again with `omnimeta run "
-                        f"--resume {run_dir}`, or leave it out of --runs")
-    return result
+    return read_json_object(path, f"finish the run again with `omnimeta run --resume {run_dir}`, or leave it out "
+                                  f"of --runs")
 
 
 def curves(run_dir: Path) -> dict:
@@ -295,11 +286,6 @@ def curves(run_dir: Path) -> dict:
 
 #: What ``compare_solvers`` writes into its folder (see ``reporting.write_compare_files``).
 COMPARE_FILES = ("compare.json", "compare.csv", "compare.md", "curves.png")
-
-
-def no_progress(description: str, total: Optional[int]) -> ContextManager[Callable[[int], None]]:
-    """A progress factory that shows nothing: ``with progress(description, total) as advance: advance(n)``."""
-    return contextlib.nullcontext(lambda done: None)
 
 
 def check_comparison(configs: list, out_dir: Path, runs: list, force: bool) -> None:

@@ -1,6 +1,6 @@
 """How the command line talks to a terminal: one-line errors, progress bars, tables, JSON.
 
-Only :mod:`l2l_omniglot.cli` imports this module. Errors a user can fix are one
+Only the command-line modules (``cli``, ``cli_options``, ``cli_studies``) import this module. Errors a user can fix are one
 line on stderr with exit status 2 (:class:`OneLineErrors`); long work shows
 rich progress bars on stderr (:class:`LazyProgress`, :class:`ProgressBars`),
 and results go to stdout as tables or, with ``--json``, as JSON.

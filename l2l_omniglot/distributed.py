@@ -62,8 +62,6 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 #: A stop signal repeated within this many seconds is the same request: a Ctrl-C in a terminal reaches the
 #: launcher and every rank, and the launcher passes it on to the ranks once more.
 REPEATED_SIGNAL_S = 1.0
-#: Environment variables torchrun gives every worker (and ``--nproc`` gives its ranks).
-RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class RankError(OmnimetaError):

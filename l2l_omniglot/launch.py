@@ -11,6 +11,7 @@ folder's last saved state.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from typing import Callable, Optional
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.omniglot import load_omniglot
 from l2l_omniglot.distributed import PeerLostError, Ranks, check_splittable, launched_as_rank
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value
 from l2l_omniglot.local_ranks import launch_local_ranks, wait_to_be_stopped
 from l2l_omniglot.run_folder import Interrupted, check_out_dir
 from l2l_omniglot.run_state import load_saved_state
@@ -90,8 +91,9 @@ def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], lo
             data = omniglot if omniglot is not None else load_data()
             if resume:
                 return Trainer.resume(request.out_dir, data, request.checkpoint_every, ranks, test=request.test)
-            return Trainer(config, data, request.out_dir, request.force or restart > 0, request.checkpoint_every,
-                           ranks, data_root=request.data_root, test=request.test)
+            replace = request.force or (restart > 0 and begun_by(request.out_dir, config))
+            return Trainer(config, data, request.out_dir, replace, request.checkpoint_every, ranks,
+                           data_root=request.data_root, test=request.test)
 
         trainer = ranks.agree(build)
         if restart > 0 and ranks.is_main:
@@ -100,6 +102,17 @@ def _run_this_process(request: RunRequest, callbacks: Optional[RunCallbacks], lo
         return result if ranks.is_main else None  # rank 0 reports the run (and, under torchrun, prints it)
     finally:
         ranks.close()
+
+
+def begun_by(out_dir: Path, config: RunConfig) -> bool:
+    """Whether the folder's config.json records ``config``: a group restarted before the first state.pt may then
+    start it again, replacing what its first attempt left. An older run there (which that attempt refused to
+    replace without --force) keeps its own config.json, so a restart refuses it too."""
+    try:
+        written = json.loads((Path(out_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return written == as_json_value(config.to_dict())
 
 
 def _log_restart(trainer: Trainer, restart: int, world_size: int, resumed: bool) -> None:

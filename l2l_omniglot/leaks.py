@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.data.omniglot import load_omniglot, resolve_root
+from l2l_omniglot.data.omniglot import load_omniglot, loaded, resolve_root
 from l2l_omniglot.data.splits import make_split
 from l2l_omniglot.data.testsets import lake_run_characters
 from l2l_omniglot.errors import ConfigError
@@ -123,26 +123,21 @@ def check_unseen(config: RunConfig, omniglot, characters: frozenset, benchmark: 
                           f"overstated: evaluate a model that never met them")
 
 
-def _data(omniglot):
-    """The data itself, or what a function that loads it returns (a guard loads the data only if it needs it)."""
-    return omniglot() if callable(omniglot) else omniglot
-
-
 def _guard_characters(benchmark, config: RunConfig, omniglot, record=None) -> dict:
-    data = _data(omniglot)
+    data = loaded(omniglot)
     check_unseen(config, data, benchmark.characters(config, data), benchmark.name)
     return {}
 
 
 def _guard_lake_runs(benchmark, config: RunConfig, omniglot, record=None) -> dict:
-    data = _data(omniglot)
+    data = loaded(omniglot)
     check_lake20_clean(config, data, resolve_root(data.root) / "all_runs.zip")
     return {}
 
 
 def _guard_evaluation_set(benchmark, config: RunConfig, omniglot, record=None) -> dict:
     # The checkpoint's record of its characters (by name) answers without the data (predict needs none).
-    return predict_leak_report(config, None if record is not None else _data(omniglot), record)
+    return predict_leak_report(config, None if record is not None else loaded(omniglot), record)
 
 
 #: The guards a benchmark may name: each refuses (ConfigError) or returns what the report adds (a warning).

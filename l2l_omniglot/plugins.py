@@ -69,6 +69,13 @@ class PluginEntry:
         return self.loaded
 
 
+def installed_entry_points(group: str) -> list:
+    """``(entry point, name of the package that declares it)`` for each entry point of ``group`` installed in
+    this environment; nothing is imported."""
+    return [(point, point.dist.name if point.dist is not None else "an unknown package")
+            for point in importlib.metadata.entry_points(group=group)]
+
+
 def name_clash_message(kind: str, name: str, claims: tuple) -> str:
     """One line for a plugin name that more than one package (or registration) declares: a name belongs to one
     class, so none of them is silently preferred."""
@@ -91,15 +98,10 @@ class PluginRegistry(MutableMapping):
         self._installed: Optional[dict] = None
         self._in_process: dict = {}
 
-    def refresh(self) -> None:
-        """Read the entry points again (after a package was installed into this environment)."""
-        self._installed = None
-
     def _entries(self) -> dict:
         if self._installed is None:
             installed = {}
-            for point in importlib.metadata.entry_points(group=self.group):
-                package = point.dist.name if point.dist is not None else "an unknown package"
+            for point, package in installed_entry_points(self.group):
                 entry = installed.setdefault(point.name, self.entry_class(point.name, point.value, package))
                 claim = f"{package} ({point.value})"
                 if (package, point.value) != (entry.package, entry.target) and claim not in entry.rivals:

@@ -2,7 +2,7 @@
 
 :func:`reproduce` runs seed ``k`` of a preset (:mod:`l2l_omniglot.presets`)
 in ``OUT/seed-k`` through the same lifecycle as ``omnimeta run``
-(:func:`~l2l_omniglot.training.run_training`): a finished seed is kept, a
+(:func:`~l2l_omniglot.launch.run_training`): a finished seed is kept, a
 stopped one continues from its ``state.pt``, a missing one starts. Then it
 writes ``OUT/reproduce.json`` and ``OUT/reproduce.md``: each seed's test
 accuracy and validation curve, the 95% interval across seeds (or over tasks
@@ -21,15 +21,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from l2l_omniglot.atomic import write_json, write_text
+from l2l_omniglot.atomic import check_output_folder, read_json_object, write_json, write_text
 from l2l_omniglot.compare import curves, read_result
 from l2l_omniglot.config import RunConfig, resolve_device
-from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.errors import ConfigError, describe_differences, first_line
 from l2l_omniglot.presets import PRESETS, Preset, check_budget, get_preset
 from l2l_omniglot.solvers import make_solver
 from l2l_omniglot.launch import RunRequest, run_training
@@ -53,9 +52,24 @@ def _same_run(saved, wanted) -> bool:
 
 def _refuse_other(folder: Path, saved, wanted) -> None:
     if not _same_run(saved, wanted):
-        raise ConfigError(f"{folder} holds a run of other settings ({saved.iterations} iterations, seed {saved.seed}, "
-                          f"solver {saved.solver}; this command would run {wanted.iterations}); rerun with the "
-                          f"--budget it was started with, or choose another --out")
+        differs = describe_differences({**saved.to_dict(), "device": None}, {**wanted.to_dict(), "device": None},
+                                       "there", "now")
+        raise ConfigError(f"{folder} holds a run of other settings ({differs}); rerun with the --budget and --seeds "
+                          f"it was started with, or choose another --out")
+
+
+def _read_record(path: Path) -> dict:
+    """A JSON record this command wrote earlier (config.json, reproduce.json), or one line saying it is damaged."""
+    return read_json_object(path, "move it away (or choose another --out) and run the command again", ConfigError)
+
+
+def _saved_config(folder: Path) -> RunConfig:
+    record = folder / "config.json"
+    try:
+        return RunConfig.from_dict(_read_record(record))
+    except (TypeError, ValueError, KeyError) as error:
+        raise ConfigError(f"{record} is not a run's config ({first_line(error, 80)}); move the folder away (or "
+                          f"choose another --out)") from None
 
 
 def seed_request(preset: Preset, out_dir: Path, seed: int, budget: float, device: str, nproc: int,
@@ -64,16 +78,16 @@ def seed_request(preset: Preset, out_dir: Path, seed: int, budget: float, device
     folder = seed_folder(out_dir, seed)
     wanted = preset.config(budget, seed=seed, device=device, val_tasks=val_tasks)
     if (folder / "result.json").is_file():
-        saved = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
-        _refuse_other(folder, saved, wanted)
+        _refuse_other(folder, _saved_config(folder), wanted)
         return None
     if (folder / "state.pt").is_file():
         saved, _ = load_saved_state(folder)
         _refuse_other(folder, saved, wanted)
         return RunRequest(folder, resume=True, nproc=nproc, data_root=data_root)
     # A start killed before its first state was saved left only its first files: it starts again.
-    force = (folder / "config.json").is_file() and _same_run(
-        RunConfig.from_dict(json.loads((folder / "config.json").read_text())), wanted)
+    force = (folder / "config.json").is_file()
+    if force:
+        _refuse_other(folder, _saved_config(folder), wanted)
     return RunRequest(folder, wanted, force=force, nproc=nproc, data_root=data_root)
 
 
@@ -94,14 +108,13 @@ def reproduce(preset, out_dir, seeds: int = 1, budget: float = 1.0, device: str 
     if not 1 <= seeds <= MAX_SEEDS:
         raise ConfigError(f"--seeds must be between 1 and {MAX_SEEDS} (got {seeds})")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; give a folder path")
+    check_output_folder(out_dir, True, "--out", SUMMARY_FILES)  # rewritten: they describe every seed
     if (out_dir / "config.json").exists():
         raise ConfigError(f"--out {out_dir} holds an ordinary run; reproduce writes seed-K folders into a folder of "
                           f"its own: choose another --out")
     summary_path = out_dir / "reproduce.json"
     if summary_path.is_file():
-        earlier = json.loads(summary_path.read_text()).get("preset", {}).get("name")
+        earlier = _read_record(summary_path).get("preset", {}).get("name")
         if earlier != preset.name:
             raise ConfigError(f"--out {out_dir} holds the reproduction of {earlier}; choose another --out")
     requests = [seed_request(preset, out_dir, k, budget, device, nproc, data_root, val_tasks)

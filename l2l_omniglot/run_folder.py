@@ -30,13 +30,13 @@ from typing import Optional
 from l2l_omniglot.atomic import append_text, write_json, write_text
 from l2l_omniglot.checkpoint import save_checkpoint
 from l2l_omniglot.config import RunConfig
-from l2l_omniglot.errors import ConfigError, OmnimetaError
+from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value, describe_differences
 from l2l_omniglot.tensorboard_log import EVENT_FILE_PREFIX
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "result.json", "state.pt")
-#: What a new run removes from a folder it replaces (``--force``); config.json and metrics.jsonl are rewritten.
 #: Where --resume keeps the lines of metrics.jsonl it cannot read, rather than drop them.
 UNREADABLE_METRICS = "metrics-unreadable.txt"
+#: What a new run removes from a folder it replaces (``--force``); config.json and metrics.jsonl are rewritten.
 STALE_FILES = ("checkpoint.pt", "result.json", "state.pt", "restarts.jsonl", UNREADABLE_METRICS)
 LOCK_FILE = ".omnimeta.lock"
 
@@ -241,10 +241,6 @@ class RunFolder:
         """The folder at ``path``, or :class:`NoRunFolder` for ``None``."""
         return RunFolder(path, force) if path is not None else NoRunFolder()
 
-    @staticmethod
-    def none() -> "RunFolder":
-        return NoRunFolder()
-
     # -- before and after the run ------------------------------------------------------------------
     def check(self) -> None:
         """Refuse now (before any work) a path that cannot take a new run (see :func:`check_out_dir`)."""
@@ -286,8 +282,7 @@ class RunFolder:
         write_json(self.path / "result.json", result)
 
     def log_restart(self, record: dict) -> None:
-        with open(self.path / "restarts.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
+        append_text(self.path / "restarts.jsonl", json.dumps(record) + "\n")
 
     # -- how a stopped run continues ---------------------------------------------------------------
     @property
@@ -328,7 +323,7 @@ class RunFolder:
     def _check_config_record(self, config: RunConfig) -> Optional[str]:
         """Rewrite a missing config.json; a warning when it is missing or differs from the saved state's config."""
         record = self.path / "config.json"
-        saved = json.loads(json.dumps(config.to_dict()))
+        saved = as_json_value(config.to_dict())
         if not record.is_file():
             write_json(record, saved)
             return f"{record} was missing; written again from the config in state.pt"
@@ -338,12 +333,7 @@ class RunFolder:
             written = None
         if written == saved:
             return None
-        if isinstance(written, dict):
-            keys = sorted(k for k in {*written, *saved} if written.get(k) != saved.get(k))
-            what = "; ".join(f"{k}: {json.dumps(written.get(k))} in config.json, {json.dumps(saved.get(k))} in "
-                             f"state.pt" for k in keys[:3]) + ("; ..." if len(keys) > 3 else "")
-        else:
-            what = "it is not a readable config"
+        what = describe_differences(written, saved, "in config.json", "in state.pt")
         return (f"{record} differs from the state this run resumes ({what}); --resume continues with the settings "
                 f"saved in state.pt: config.json is a record of the run, not an input. To train with other "
                 f"settings, start a new run with --out")

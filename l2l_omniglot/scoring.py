@@ -13,33 +13,21 @@ benchmark's leak guard (:mod:`l2l_omniglot.leaks`) and scores.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ContextManager, Optional
 
 from l2l_omniglot.atomic import check_not_an_input, check_output_file
 from l2l_omniglot.benchmarks import BENCHMARKS, make_benchmark
 from l2l_omniglot.checkpoint import load_solver
-from l2l_omniglot.data.omniglot import load_omniglot
+from l2l_omniglot.data.omniglot import load_omniglot, loaded
 from l2l_omniglot.data.testsets import write_submission
-from l2l_omniglot.evaluation import per_task_accuracy, predict_labels
+from l2l_omniglot.evaluation import no_progress, per_task_accuracy, predict_labels
 from l2l_omniglot.leaks import check_seen_characters_record, guard_benchmark
 from l2l_omniglot.solvers import solver_label
 
 
-def _no_progress(done: int) -> None:
-    return None
-
-
-def loaded(omniglot):
-    """The data behind ``omniglot``: the loaded data itself, a function that loads it, or None for the data at
-    ``$OMNIMETA_DATA``. A function lets a caller check its input first and load (and show decoding) only then."""
-    if omniglot is None:
-        return load_omniglot()
-    return omniglot() if callable(omniglot) else omniglot
-
-
 def evaluate_run(run_dir: Path, omniglot=None, benchmark: str = "tasks", eval_tasks: Optional[int] = None,
                  shots: Optional[int] = None, device: str = "cpu",
-                 progress: Callable[[int], None] = _no_progress, ways: Optional[int] = None,
+                 progress: Callable[[str, Optional[int]], ContextManager] = no_progress, ways: Optional[int] = None,
                  options: Optional[dict] = None) -> dict:
     """Score a run's best checkpoint on ``benchmark`` (any installed one: ``omnimeta benchmarks``).
 
@@ -52,15 +40,17 @@ def evaluate_run(run_dir: Path, omniglot=None, benchmark: str = "tasks", eval_ta
 
     Everything that can fail on the user's input (the options, the
     checkpoint, the leak guard, the test set) fails before the first task is
-    scored, so ``progress`` is called only once scoring has begun. The
-    options are checked before ``omniglot`` (see :func:`loaded`) is loaded.
+    scored, so ``progress`` (a factory like :func:`~l2l_omniglot.evaluation.no_progress`, entered with the
+    number of tasks) is entered only once scoring has begun. The
+    options are checked before ``omniglot`` (see :func:`~l2l_omniglot.data.omniglot.loaded`) is loaded.
     """
     chosen = make_benchmark(benchmark, {"ways": ways, "shots": shots, "eval_tasks": eval_tasks}, options)
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device)
     data = loaded(omniglot)
     leak = guard_benchmark(chosen, config, data)
     items = chosen.items(config, data)
-    per_task = per_task_accuracy(solver, items, progress=progress)
+    with progress(f"evaluate ({benchmark})", len(items)) as advance:
+        per_task = per_task_accuracy(solver, items, progress=advance)
     return {"benchmark": benchmark, "solver": config.solver, "label": solver_label(config),
             **chosen.score(per_task, items, config), **leak}
 
@@ -85,7 +75,7 @@ def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optiona
     ``answers``; an existing ``output`` is replaced (atomically) only with ``force``.
 
     The checkpoint tells which characters the model trained on, so no data is needed (for one written before it
-    kept them: ``omniglot``, see :func:`loaded`, by default the data at ``data_root`` or ``$OMNIMETA_DATA``): the
+    kept them: ``omniglot``, see :func:`~l2l_omniglot.data.omniglot.loaded`, by default the data at ``data_root`` or ``$OMNIMETA_DATA``): the
     report's ``leak_warning`` says when they include evaluation-set characters (:mod:`l2l_omniglot.leaks`).
     """
     check_predict_paths(run_dir, test_dir, output, answers, force)

@@ -1,7 +1,8 @@
 """The meta-training loop: tasks in, a validated solver and a test score out.
 
-:func:`train_and_evaluate` is what ``omnimeta run`` calls (through
-:func:`l2l_omniglot.launch.run_training`), and what an importing user calls::
+:class:`Trainer` is the loop; ``omnimeta run`` builds one in each process
+(:func:`l2l_omniglot.launch.run_training`), and an importing user calls
+:func:`train_and_evaluate`, which builds one too::
 
     from l2l_omniglot import load_omniglot, resolve_config, train_and_evaluate
     config = resolve_config("fomaml", iterations=200)
@@ -103,7 +104,6 @@ class Trainer:
         self.folder = RunFolder.of(out_dir if self.ranks.is_main else None, force)
         self.folder.check()
         seed_everything(config.seed)
-        self.test = test
         self.tasks = RunTasks.build(config, omniglot, PHASES if test else ("train", "val"))
         #: The characters this run meets, by name, kept in checkpoint.pt so that predict needs no data.
         self.leak_record = seen_characters_record(config, omniglot)

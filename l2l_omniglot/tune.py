@@ -26,11 +26,7 @@ to continue. What a study leaves is written by :mod:`l2l_omniglot.tune_report`.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import multiprocessing
-import os
-import socket
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -39,26 +35,20 @@ from typing import Optional
 
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.data.omniglot import load_omniglot
-from l2l_omniglot.errors import ConfigError, OmnimetaError, first_line
+from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value, describe_differences, first_line
 from l2l_omniglot.solvers import SOLVERS, resolve_config, solver_space
 from l2l_omniglot.solvers.registry import IN_PROCESS
 from l2l_omniglot.threads import THREADS_ENV, configure_threads, rank_environment, task_threads
 from l2l_omniglot.run_folder import RUN_FILES, Interrupted
-from l2l_omniglot.training import NumericalError, RunCallbacks, Trainer
 from l2l_omniglot.tune_report import REPORT_FILES, count_finished, masked_url, write_report
+from l2l_omniglot.tune_trials import (Objective, TrialFailed, claim_lock, claim_trial, fail_lost_trials,
+                                      quiet_optuna, refuse_impossible_space)
 
 STUDY_FILE = "study.db"
-CLAIM_LOCK = ".tune.lock"
-TRIAL_DIR = "trial-{:04d}"
 PRUNERS = ("median", "halving", "none")
 #: Optuna's heartbeat: a RUNNING trial whose worker was silent this long (on any machine) is marked FAIL.
 HEARTBEAT_S = 30
 GRACE_S = 120
-HOST = socket.gethostname()
-
-
-class TrialFailed(OmnimetaError):
-    """Drawn settings that cannot train (the solver refuses them, the loss diverges): that trial FAILs, no more."""
 
 
 class TuneInterrupted(Interrupted):
@@ -129,17 +119,9 @@ class TuneCallbacks:
         warnings.warn(message, stacklevel=2)
 
 
-def _optuna():
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is in tune.json, not a traceback
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
-
-
 def open_storage(url: str):
     """Optuna's RDB storage at ``url`` with a heartbeat, or a one-line ConfigError saying why it cannot be opened."""
-    optuna = _optuna()
+    optuna = quiet_optuna()
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # workers wait for the lock
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
@@ -152,11 +134,11 @@ def open_storage(url: str):
 
 def _sampler(request: TuneRequest, config: RunConfig, worker: int):
     # Each worker its own seed: workers with one seed would propose the same settings at the same time.
-    return _optuna().samplers.TPESampler(seed=config.seed + worker)
+    return quiet_optuna().samplers.TPESampler(seed=config.seed + worker)
 
 
 def _pruner(request: TuneRequest, config: RunConfig):
-    pruners = _optuna().pruners
+    pruners = quiet_optuna().pruners
     if request.pruner == "median":
         return pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     if request.pruner == "halving":
@@ -171,7 +153,7 @@ def study_identity(request: TuneRequest, config: RunConfig, space) -> dict:
 
 def open_study(request: TuneRequest, config: RunConfig, space, storage, worker: int = 0):
     """Create the study, or load it and refuse one of another solver, other settings or another space."""
-    optuna = _optuna()
+    optuna = quiet_optuna()
     study = optuna.create_study(storage=storage, study_name=request.study_name, direction="maximize",
                                 sampler=_sampler(request, config, worker), pruner=_pruner(request, config),
                                 load_if_exists=True)
@@ -185,24 +167,11 @@ def open_study(request: TuneRequest, config: RunConfig, space, storage, worker: 
                           f"{saved.get('solver')}, not {request.solver}; use another --out (or --study), or "
                           f"--solver {saved.get('solver')}")
     for key in ("config", "space"):
-        if saved.get(key) != _plain(identity[key]):
-            differs = _differences(saved.get(key), _plain(identity[key]))
+        if saved.get(key) != as_json_value(identity[key]):
+            differs = describe_differences(saved.get(key), identity[key], "there", "now")
             raise ConfigError(f"study {request.study_name!r} was made with another {key} ({differs}); rerun it "
                               f"with the same settings, or start a new study with another --out (or --study)")
     return study
-
-
-def _plain(value):
-    import json
-
-    return json.loads(json.dumps(value))
-
-
-def _differences(saved, now) -> str:
-    if isinstance(saved, dict) and isinstance(now, dict):
-        keys = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))
-        return "; ".join(f"{k}: {saved.get(k)} there, {now.get(k)} now" for k in keys[:3])
-    return "its search space differs"
 
 
 def check_tune_dir(out_dir: Path, new_study: bool) -> None:
@@ -217,122 +186,6 @@ def check_tune_dir(out_dir: Path, new_study: bool) -> None:
         raise ConfigError(f"--out {out_dir} holds trial folders or reports of another study; choose another folder")
 
 
-@contextlib.contextmanager
-def claim_lock(out_dir: Path):
-    """One worker of this machine at a time counts the study's trials and claims the next."""
-    with open(out_dir / CLAIM_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def fail_lost_trials(study) -> list:
-    """Mark FAIL the RUNNING trials of this machine whose worker process is gone (killed); their numbers."""
-    optuna = _optuna()
-    optuna.storages.fail_stale_trials(study)  # those of any machine whose heartbeat stopped
-    lost = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") != HOST or not isinstance(pid, int) or _alive(pid):
-            continue
-        study._storage.set_trial_user_attr(trial._trial_id, "error", f"its worker (process {pid}) ended mid-trial")
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        lost.append(trial.number)
-    return lost
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_trial(study, out_dir: Path, trials: int) -> bool:
-    """Add one WAITING trial for this worker if the study holds fewer than ``trials`` (finished, running or waiting)."""
-    optuna = _optuna()
-    with claim_lock(out_dir):
-        fail_lost_trials(study)
-        taken = count_finished(study) + len(study.get_trials(deepcopy=False, states=(
-            optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)))
-        if taken >= trials:
-            return False
-        study.enqueue_trial({})
-        return True
-
-
-class PruningReporter(RunCallbacks):
-    """Report the running best validation accuracy to the trial; stop the run after an iteration Optuna prunes."""
-
-    def __init__(self, trial, iterations: int):
-        self.trial, self.iterations = trial, iterations
-        self.best, self.pruned = -1.0, False
-
-    def on_validation(self, iteration, score) -> None:
-        self.best = max(self.best, score.accuracy)
-        self.trial.report(self.best, iteration)
-        if iteration < self.iterations and self.trial.should_prune():
-            self.pruned = True
-            raise KeyboardInterrupt  # the Trainer's way to stop after this iteration, its state saved
-
-
-def suggest(trial, space) -> dict:
-    """One value for every dimension of ``space``, drawn by the trial's sampler."""
-    values = {}
-    for dimension in space.dimensions:
-        tune_range = dimension.range
-        if tune_range.kind == "choices":
-            values[dimension.name] = trial.suggest_categorical(dimension.name, list(tune_range.values))
-        elif dimension.type is int:
-            values[dimension.name] = trial.suggest_int(dimension.name, int(tune_range.low), int(tune_range.high),
-                                                       log=tune_range.kind == "log")
-        else:
-            values[dimension.name] = trial.suggest_float(dimension.name, float(tune_range.low),
-                                                         float(tune_range.high), log=tune_range.kind == "log")
-    return values
-
-
-class Objective:
-    """One trial: draw settings, train them as an ordinary run without a test phase, return the best val accuracy."""
-
-    def __init__(self, request: TuneRequest, space, omniglot):
-        self.request, self.space, self.omniglot = request, space, omniglot
-
-    def __call__(self, trial) -> float:
-        optuna = _optuna()
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
-        shared, own = self.space.split(suggest(trial, self.space))
-        request = self.request
-        try:
-            config = resolve_config(request.solver, options={**request.options, **own}, **{**request.settings,
-                                                                                            **shared})
-        except ConfigError as error:
-            trial.set_user_attr("error", str(error))
-            raise TrialFailed(str(error)) from None
-        run_dir = request.out_dir / TRIAL_DIR.format(trial.number)
-        trial.set_user_attr("run_dir", run_dir.name)
-        trainer = Trainer(config, self.omniglot, run_dir, test=False)
-        reporter = PruningReporter(trial, config.iterations)
-        try:
-            return trainer.run(reporter)["val_accuracy"]
-        except Interrupted:
-            if reporter.pruned:
-                raise optuna.TrialPruned() from None
-            trial.set_user_attr("error", "interrupted")
-            raise
-        except NumericalError as error:
-            trial.set_user_attr("error", str(error))
-            raise TrialFailed(str(error)) from None
-        finally:
-            trial.set_user_attr("iterations", trainer.iteration)
-
-
 def run_trials(request: TuneRequest, omniglot, worker: int = 0, on_trial=lambda study: None) -> None:
     """One worker: claim trials and run them until the study holds ``request.trials`` finished ones."""
     config = request.base_config()
@@ -342,6 +195,7 @@ def run_trials(request: TuneRequest, omniglot, worker: int = 0, on_trial=lambda 
     while claim_trial(study, request.out_dir, request.trials):
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
         on_trial(study)
+        refuse_impossible_space(study, request.trials)
 
 
 def _worker_process(request: TuneRequest, worker: int, threads: int) -> None:
@@ -371,10 +225,10 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
     check_tune_dir(out_dir, new_study=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(request.storage_url)
-    check_tune_dir(out_dir, new_study=request.study_name not in _optuna().get_all_study_names(storage))
+    check_tune_dir(out_dir, new_study=request.study_name not in quiet_optuna().get_all_study_names(storage))
     study = open_study(request, config, space, storage)
     callbacks.on_start(request.trials, count_finished(study))
-    interrupted = None
+    interrupted = impossible = None
     try:
         if request.workers == 1:
             task_threads()
@@ -384,12 +238,16 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
             _run_workers(request, study, callbacks)
     except (Interrupted, KeyboardInterrupt) as error:
         interrupted = error
+    except ConfigError as error:  # the space draws settings that cannot run: report what ran, then say so
+        impossible = error
     with claim_lock(out_dir):
         lost = fail_lost_trials(study)
     if lost:
         callbacks.on_warning(f"trial(s) {', '.join(map(str, lost))} failed: their worker ended mid-trial")
     report = write_report(study, request, config, space)
     callbacks.on_progress(*_progress(study))
+    if impossible is not None:
+        raise impossible
     if interrupted is not None:
         raise TuneInterrupted(f"stopped: the study holds {report['finished']} of {request.trials} finished trials "
                               f"(the interrupted trial is marked failed); {request.continue_hint()}",
@@ -401,7 +259,7 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
 
 
 def _progress(study) -> tuple:
-    optuna = _optuna()
+    optuna = quiet_optuna()
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return count_finished(study), max((t.value for t in complete), default=None)
 

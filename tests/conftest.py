@@ -21,11 +21,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l2l_omniglot.callbacks import RunCallbacks
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: The tiny run a test trains unless it needs more: a few meta-steps and a few tasks, on the CPU; settings every
 #: solver takes. A test that needs another setting writes ``dict(TINY, name=value)`` and says why.
 TINY = dict(iterations=2, meta_batch=2, queries=1, val_every=2, val_tasks=3, eval_tasks=3, device="cpu")
+
+
+class StopAtIteration(RunCallbacks):
+    """A script's early stop (what Ctrl-C does): KeyboardInterrupt from a callback after ``iteration``; the state is
+    saved and the run raises Interrupted."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_step(self, iteration, stats, seconds):
+        if iteration == self.iteration:
+            raise KeyboardInterrupt
 
 
 def cli_options(settings: dict) -> list:
@@ -147,7 +161,6 @@ def train_tiny_runs(root: Path, omniglot, runs: dict, **settings) -> dict:
     for name, (solver, overrides) in runs.items():
         train_and_evaluate(resolve_config(solver, **settings, **overrides), omniglot, root / name)
     return {name: root / name for name in runs}
-
 
 
 def invoke(*args):

@@ -32,14 +32,6 @@ def hw15_folder(root, tasks=("0000", "0001"), ways=3):
 
 
 
-def _append(name, text):
-    def change(run):
-        with open(run / name, "a") as handle:
-            handle.write(text)
-    return change
-
-
-
 # -- Bad files, through the library: one DataError (or WriteError) line naming the file and the fix --------------
 
 REBUILT = "decoded again and the cache replaced"  # the outcome expected of a damaged decode cache

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from l2l_omniglot import resolve_config, train_and_evaluate
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, train_tiny_runs
 
 SETTINGS = dict(TINY, meta_batch=1, val_tasks=2, eval_tasks=4, test_inner_steps=1)  # the tables' own smallest sweep
 
@@ -133,3 +133,29 @@ def test_train_script_prints_the_validation_curve_and_the_result(data_root, tmp_
     result = json.loads(lines[-1])
     assert (result["iterations"], result["threads"], result["threads_source"]) == (2, 1, "--threads")
     assert result == json.loads((tmp_path / "run" / "result.json").read_text())
+
+
+def test_fair_table_sets_each_tuned_row_beside_its_default_and_prices_the_study(data_root, omniglot, tmp_path):
+    from l2l_omniglot.tune import TuneRequest, tune
+
+    fair = tmp_path / "fair"
+    for solver in ("protonet", "anil"):  # anil's study has no full-length runs: said so, not filled in
+        tune(TuneRequest(solver, 2, fair / "tune" / solver, {"iterations": 4, "val_every": 2, "val_tasks": 4,
+                                                           "device": "cpu"},
+                         space={"train_ways": "5:6", "train_queries": "1:2"} if solver == "protonet" else {},
+                         data_root=str(data_root)))
+    runs = train_tiny_runs(fair / "runs", omniglot, {"protonet-default-s0": ("protonet", {}),
+                                                      "protonet-tuned-s0": ("protonet", {"meta_lr": 0.01}),
+                                                      "protonet-tuned-s1": ("protonet", {"meta_lr": 0.01, "seed": 1})},
+                           **TINY)
+    result = bench("fair_table").report(fair)
+    text = result["markdown"]
+    assert result["solvers"] == ["protonet", "anil"] and result["ranking_default"] == ["protonet"]
+    val = {name: json.loads((path / "result.json").read_text())["val_accuracy"] for name, path in runs.items()}
+    gain = (val["protonet-tuned-s0"] + val["protonet-tuned-s1"]) / 2 - val["protonet-default-s0"]
+    assert "| protonet | tuned | 2 | 2 |" in text and f"{'yes' if gain > 0 else 'no'} ({gain:+.4f})" in text
+    assert "| anil | default | not run |" in text and "| anil | not measured |" in text
+    study = json.loads((fair / "tune" / "protonet" / "tune.json").read_text())
+    assert "| protonet | 2 of 2 (" in text and f"{sum(t['seconds'] for t in study['trials']):.0f}" in text
+    with pytest.raises(SystemExit, match="holds no study"):
+        bench("fair_table").report(tmp_path / "empty")

@@ -1,4 +1,5 @@
 """Benchmarks as plugins: the built-ins through the entry-point group, the hw15 folder, and the protocol's checks."""
+import contextlib
 import json
 
 import pytest
@@ -39,6 +40,18 @@ def test_the_tasks_benchmark_repeats_the_runs_own_test_score(lake_run, omniglot)
     assert (other["test_tasks"], other["shots"], other["ways"]) == (5, 2, 5)
 
 
+def test_evaluate_reports_its_progress_with_the_number_of_tasks(lake_run, omniglot):
+    shown = []
+
+    @contextlib.contextmanager
+    def progress(description, total):
+        shown.append((description, total))
+        yield lambda done: shown.append(done)
+
+    evaluate_run(lake_run, omniglot, "tasks", eval_tasks=7, progress=progress)
+    assert shown[0] == ("evaluate (tasks)", 7) and sum(shown[1:]) == 7
+
+
 def test_hw15_scored_by_evaluate_equals_predicts_accuracy(lake_run, omniglot, tmp_path):
     answers = SAMPLE / "Omniglot-test-answers.csv"
     predicted = predict_folder(lake_run, SAMPLE / "Omniglot-test", tmp_path / "s.csv", answers, omniglot=omniglot)
@@ -76,7 +89,8 @@ class Renamed(Benchmark):
 
 
 def test_an_in_process_benchmark_must_meet_the_protocol():
-    with pytest.raises(ConfigError, match="benchmark plugin 'incomplete' .* lacks description, Options, leak_guard"):
+    with pytest.raises(ConfigError, match="benchmark plugin 'incomplete' .* lacks description, about, Options, "
+                                          "leak_guard, characters, items"):
         register_benchmark(Incomplete)
     with pytest.raises(ConfigError, match="names itself 'something-else'"):
         register_benchmark(Renamed, "renamed")

@@ -17,7 +17,7 @@ import torch
 from l2l_omniglot import resolve_config, train_and_evaluate
 from l2l_omniglot.local_ranks import free_port
 from l2l_omniglot.models import ConvNet
-from tests.conftest import REPO, cli_options, start_omnimeta
+from tests.conftest import REPO, TINY, cli_options, start_omnimeta
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two-ranks")]
 
@@ -267,3 +267,16 @@ def test_sigterm_to_the_launcher_stops_and_saves_without_a_restart(data_root, tm
     assert not (out / "restarts.jsonl").exists()
     assert_all_gone([launcher.pid, *processes], set())
 
+
+
+def test_a_restart_replaces_only_the_folder_its_first_attempt_began(tmp_path):
+    from l2l_omniglot.launch import begun_by
+
+    ours, older = resolve_config("fomaml", **TINY), resolve_config("fomaml", **dict(TINY, iterations=9))
+    assert not begun_by(tmp_path, ours)  # nothing there: the restart starts the run, as any new run
+    (tmp_path / "config.json").write_text(json.dumps(older.to_dict()))
+    assert not begun_by(tmp_path, ours)  # an older run that the first attempt refused to replace: refused again
+    (tmp_path / "config.json").write_text(json.dumps(ours.to_dict()))
+    assert begun_by(tmp_path, ours)
+    (tmp_path / "config.json").write_text("{torn")
+    assert not begun_by(tmp_path, ours)

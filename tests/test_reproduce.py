@@ -7,11 +7,10 @@ import pytest
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError, OmnimetaError
 from l2l_omniglot.presets import PRESETS, RUN_MECHANICS, Setting, get_preset, parse_preset
-from l2l_omniglot.reproduce import reproduce, seed_folder
+from l2l_omniglot.reproduce import reproduce, seed_folder, seed_request
 from l2l_omniglot.solvers import SOLVERS, make_solver, resolve_config
-from l2l_omniglot.training import RunCallbacks
 from l2l_omniglot.verdict import VERDICT_RULE, seed_interval, t_quantile_975, verdict
-from tests.conftest import REPO, invoke, ok, omnimeta
+from tests.conftest import REPO, StopAtIteration, invoke, ok, omnimeta
 
 PAPER_PRESETS = ["finn2017-20w1s", "finn2017-5w1s", "nichol2018-fomaml-20w1s", "nichol2018-fomaml-5w1s",
                  "raghu2020-anil-20w1s", "snell2017-20w1s", "snell2017-5w1s"]
@@ -127,17 +126,6 @@ def test_reproduce_on_a_tiny_budget_writes_a_not_comparable_verdict_with_the_bud
     assert other.exit_code == 2 and "holds a run of other settings" in other.output
 
 
-class StopAt(RunCallbacks):
-    """Stops the run after ``iteration`` (what Ctrl-C does: the state is saved, the run raises Interrupted)."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_step(self, iteration, stats, seconds):
-        if iteration == self.iteration:
-            raise KeyboardInterrupt
-
-
 def small(name: str) -> "object":
     """The preset with a short budget and few test tasks, so that a test can afford two seeds."""
     preset = get_preset(name)
@@ -149,7 +137,7 @@ def test_an_interrupted_reproduce_continues_where_it_stopped(data_root, tmp_path
     preset, out = small("snell2017-5w1s"), tmp_path / "stopped"
     with pytest.raises(OmnimetaError, match="interrupted.*same `omnimeta reproduce` command"):
         reproduce(preset, out, seeds=2, device="cpu", data_root=str(data_root), val_tasks=5,
-                  callbacks=lambda seed: StopAt(7) if seed == 1 else None)
+                  callbacks=lambda seed: StopAtIteration(7) if seed == 1 else None)
     assert (seed_folder(out, 0) / "result.json").is_file() and not (seed_folder(out, 1) / "result.json").exists()
     assert not (out / "reproduce.json").exists()
     events = []
@@ -185,3 +173,20 @@ def test_list_json_gives_the_seven_presets_with_numbers_sources_and_estimated_ti
         assert all(s["source"] for s in row["settings"].values())
         estimate = row["estimate"]
         assert set(estimate) >= {"step_seconds", "predict_seconds_per_task", "total_seconds"}  # values: bench/
+
+
+def test_a_seed_folder_of_other_settings_or_a_torn_record_is_refused_in_one_line_naming_what_differs(tmp_path):
+    preset = get_preset("snell2017-5w1s")
+    folder = seed_folder(tmp_path, 0)
+    folder.mkdir()
+    # A start killed before its first state.pt, at another budget: neither replaced nor blamed on --resume
+    (folder / "config.json").write_text(json.dumps(preset.config(0.002, seed=0, device="cpu").to_dict()))
+    with pytest.raises(ConfigError, match=r"holds a run of other settings \(iterations: 40 there, 20 now; "):
+        seed_request(preset, tmp_path, 0, 0.001, "cpu", 1, None)
+    assert seed_request(preset, tmp_path, 0, 0.002, "cpu", 1, None).force  # its own first files: started again
+    (folder / "config.json").write_text('{"solver": "proto')
+    with pytest.raises(ConfigError, match="config.json cannot be read"):
+        seed_request(preset, tmp_path, 0, 0.002, "cpu", 1, None)
+    (tmp_path / "reproduce.json").write_text("[]")
+    with pytest.raises(ConfigError, match="reproduce.json is not a JSON object"):
+        reproduce(preset, tmp_path, budget=0.002, device="cpu")

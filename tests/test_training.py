@@ -3,10 +3,11 @@ import json
 import pytest
 
 from l2l_omniglot import RunCallbacks, Trainer, resolve_config, resume_training, train_and_evaluate
+from l2l_omniglot.callbacks import CallbackList
 from l2l_omniglot.run_folder import Interrupted, prepare_out_dir
 from l2l_omniglot.training import NumericalError
 from l2l_omniglot.errors import ConfigError
-from tests.conftest import TINY
+from tests.conftest import TINY, StopAtIteration
 
 SETTINGS = dict(TINY, iterations=4, val_tasks=4, eval_tasks=6, test_inner_steps=3)  # two validations, a best one
 
@@ -85,17 +86,6 @@ def test_the_run_lifecycle_carries_the_choice_of_no_test(data_root, tmp_path):
     assert result["val_accuracy"] >= 0 and not any(key in result for key in TEST_FIELDS)
 
 
-class StopAtIteration(RunCallbacks):
-    """A script's early stop: KeyboardInterrupt from a callback."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def on_step(self, iteration, stats, seconds):
-        if iteration == self.iteration:
-            raise KeyboardInterrupt
-
-
 def test_a_callback_stops_a_run_after_its_iteration_and_the_resumed_run_ends_alike(omniglot, tmp_path):
     config = resolve_config("fomaml", seed=4, **SETTINGS)
     with pytest.raises(Interrupted, match=f"at iteration 2; the state is saved. Continue with: omnimeta run "
@@ -118,3 +108,15 @@ def test_a_run_without_a_folder_writes_nothing_and_a_stop_stays_a_keyboard_inter
     assert not isinstance(stopped.value, Interrupted)
     assert train_and_evaluate(config, omniglot)["test_tasks"] == SETTINGS["eval_tasks"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_from_one_callback_still_reaches_the_others_then_stops():
+    heard = []
+
+    class Recorder(RunCallbacks):
+        def on_step(self, iteration, stats, seconds):
+            heard.append(iteration)
+
+    with pytest.raises(KeyboardInterrupt):
+        CallbackList([StopAtIteration(3), Recorder()]).on_step(3, None, 0.0)
+    assert heard == [3]

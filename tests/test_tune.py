@@ -177,6 +177,19 @@ def test_tuning_never_builds_or_samples_a_test_task(data_root, tmp_path, monkeyp
                                           device="cpu"), __import__("l2l_omniglot").load_omniglot(data_root))
 
 
+def test_a_space_that_draws_only_impossible_settings_stops_with_one_line_and_its_report(data_root, tmp_path):
+    # 18 shots + 3 or 4 train queries is more than a character's 20 drawings: known only when the episodes are built
+    out = tmp_path / "study"
+    result = invoke("tune", "--solver", "protonet", "--trials", "2", "--out", out, "--data-root", data_root,
+                    *TRIAL_CLI, "--shots", "18", "--space", "train_queries=3:4", "--space", "train_ways=5:6")
+    assert result.exit_code == 2 and "Traceback" not in result.output  # after the bar over trials: one line
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: 2 trials drew settings that cannot run"), result.output
+    assert "lower train_queries" in error and "narrow the search space with --space" in error and "narrow the search space with --space" in result.stderr
+    report = json.loads((out / "tune.json").read_text())
+    assert [trial["state"] for trial in report["trials"]] == ["FAIL", "FAIL"] and report["finished"] == 0
+
+
 def test_two_workers_share_one_study_and_finish_n_trials_none_twice(data_root, tmp_path):
     out = tmp_path / "study"
     report = tune(TuneRequest("protonet", 4, out, {"iterations": 10, "val_every": 5, "val_tasks": 10,
@@ -230,7 +243,7 @@ def test_a_pruned_trial_stops_cleanly_after_its_validation(data_root, tmp_path):
             return True
 
     from l2l_omniglot import load_omniglot
-    from l2l_omniglot.tune import Objective
+    from l2l_omniglot.tune_trials import Objective
 
     request = TuneRequest("protonet", 1, tmp_path, {"iterations": 12, "val_every": 4, "val_tasks": 10,
                                                     "device": "cpu"}, space=FAST_PROTONET)

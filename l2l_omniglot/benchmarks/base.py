@@ -34,7 +34,8 @@ from l2l_omniglot.evaluation import Score
 from l2l_omniglot.solvers.options import SolverOptions
 
 #: What every benchmark class has (checked when it is loaded).
-REQUIRED_MEMBERS = ("name", "description", "Options", "leak_guard", "items", "score", "show")
+REQUIRED_MEMBERS = ("name", "description", "about", "Options", "leak_guard", "characters", "items", "score", "show",
+                    "describe")
 
 
 @dataclass(frozen=True)

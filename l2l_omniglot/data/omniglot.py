@@ -283,6 +283,15 @@ def load_set(root: Path, set_name: str, size: int = DEFAULT_IMAGE_SIZE,
     return decoded
 
 
+def loaded(omniglot):
+    """The data behind ``omniglot``: the loaded data itself, a function that loads it, or None for the data at
+    ``$OMNIMETA_DATA``. A function lets a caller check its input first and load (and show decoding) only then;
+    a leak guard that needs no data never calls it."""
+    if omniglot is None:
+        return load_omniglot()
+    return omniglot() if callable(omniglot) else omniglot
+
+
 def load_omniglot(data_root: Optional[os.PathLike] = None, image_size: int = DEFAULT_IMAGE_SIZE,
                   cache_dir: Optional[os.PathLike] = None, progress=None) -> Omniglot:
     """Both Omniglot sets as uint8 tensors (see :class:`Omniglot`)."""

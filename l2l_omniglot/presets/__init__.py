@@ -40,14 +40,13 @@ folder in-process with :meth:`PresetRegistry.add_folder`.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError, first_line
+from l2l_omniglot.plugins import installed_entry_points
 from l2l_omniglot.solvers import SOLVERS, resolve_config
 
 try:
@@ -177,8 +176,7 @@ class PresetRegistry:
 
     def _folders(self) -> list:
         folders = []
-        for point in importlib.metadata.entry_points(group=self.group):
-            package = point.dist.name if point.dist is not None else "an unknown package"
+        for point, package in installed_entry_points(self.group):
             try:
                 folders.append((importlib.resources.files(point.value), package))
             except (ImportError, TypeError) as error:

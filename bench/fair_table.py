@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""The equal-budget table of docs/results.md (issue 21), generated from a study folder, never typed by hand.
+
+    python bench/fair_table.py FAIR_DIR [--trials-goal 24] [--json OUT]
+
+FAIR_DIR holds, for each solver S, the study ``tune/S`` (``omnimeta tune
+--solver S --trials N --iterations I --out FAIR_DIR/tune/S``, the same N and I
+for every solver) and the full-length runs ``runs/S-tuned-sK`` (``omnimeta run
+--solver S --params FAIR_DIR/tune/S/best.json --seed K``) and
+``runs/S-default-sK`` (``omnimeta run --solver S --seed K``). It prints:
+
+* the studies: the budget (trials, iterations per trial), what became of the
+  trials (complete, pruned, failed), their wall time, the best validation
+  accuracy and the settings it came from;
+* the fair table: each solver's default row beside its tuned row (validation
+  accuracy on the 100 fixed validation tasks, test accuracy on the 600 fixed
+  test tasks, scored once, one column per seed count), the ranking of the
+  solvers by test accuracy before and after tuning, and which tuned settings
+  validate better than the defaults (the rule for changing a default);
+* the cost: each study's wall time against the wall time of one default run
+  at full length, and the same for a study of ``--trials-goal`` trials,
+  extrapolated from the seconds per trial measured (said so in the table).
+
+A solver without a study or without runs is listed as missing, never filled in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_table import cell, load_runs, markdown, read_json, spread  # noqa: E402
+
+SOLVER_ORDER = ("transfer", "fomaml", "maml", "protonet", "anil")
+ARMS = ("default", "tuned")
+
+
+def load_fair(fair_dir: Path) -> dict:
+    """``{solver: {"study": tune.json or None, "default": [runs], "tuned": [runs]}}`` for every solver found."""
+    fair_dir = Path(fair_dir)
+    solvers = {}
+    for study in sorted((fair_dir / "tune").glob("*/tune.json")):
+        solvers.setdefault(study.parent.name, {"study": None, "default": [], "tuned": []})["study"] = read_json(study)
+    runs_dir = fair_dir / "runs"
+    for run in load_runs([runs_dir]) if runs_dir.is_dir() else []:
+        solver, _, rest = run["dir"].name.partition("-")
+        arm = rest.rsplit("-s", 1)[0]
+        if arm in ARMS and not run["evaluated"] and run["result"].get("test_accuracy") is not None:
+            solvers.setdefault(solver, {"study": None, "default": [], "tuned": []})[arm].append(run)
+    order = {name: index for index, name in enumerate(SOLVER_ORDER)}
+    return dict(sorted(solvers.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+
+
+def study_seconds(study: dict) -> float:
+    return sum(trial["seconds"] or 0.0 for trial in study["trials"])
+
+
+def study_table(solvers: dict) -> str:
+    rows = []
+    for solver, found in solvers.items():
+        study = found["study"]
+        if study is None:
+            rows.append([solver, "missing", "", "", "", "", ""])
+            continue
+        states = ", ".join(f"{count} {state.lower()}" for state, count in study["states"].items())
+        best = study["best"]
+        settings = ", ".join(f"{name}={_short(value)}" for name, value in best["params"].items()) if best else "-"
+        rows.append([solver, f"{study['finished']} of {study['trials_requested']} ({states})",
+                     study["config"]["iterations"], f"{study_seconds(study):.0f}",
+                     f"{best['val_accuracy']:.4f} (trial {best['trial']})" if best else "-", settings,
+                     study["pruner"]])
+    return markdown(["solver", "finished trials", "iterations per trial", "study wall time (s)",
+                     "best val acc (trial)", "best settings", "pruner"], rows)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def arm_cells(runs: list) -> list:
+    if not runs:
+        return ["not run", "", "", ""]
+    iterations = runs[0]["config"].iterations
+    return [f"{len(runs)}", f"{iterations}", cell([r["result"]["val_accuracy"] for r in runs]),
+            cell([r["result"]["test_accuracy"] for r in runs]) + (
+                f" (± {runs[0]['result']['test_ci95']:.4f} over tasks)" if len(runs) == 1 else "")]
+
+
+def validates_better(found: dict) -> str:
+    """Whether the tuned settings validate better than the defaults, on the full-length runs' validation tasks."""
+    default, tuned = found["default"], found["tuned"]
+    if not default or not tuned:
+        return "not measured"
+    gain = (spread([r["result"]["val_accuracy"] for r in tuned])["mean"]
+            - spread([r["result"]["val_accuracy"] for r in default])["mean"])
+    return f"{'yes' if gain > 0 else 'no'} ({gain:+.4f})"
+
+
+def fair_table(solvers: dict) -> str:
+    rows = []
+    for solver, found in solvers.items():
+        for arm in ARMS:
+            rows.append([solver, arm, *arm_cells(found[arm]), validates_better(found) if arm == "tuned" else ""])
+    return markdown(["solver", "settings", "seeds", "iterations", "val acc (100 validation tasks)",
+                     "test acc (600 test tasks)", "tuned validates better"], rows)
+
+
+def ranking(solvers: dict, arm: str) -> list:
+    scored = [(spread([r["result"]["test_accuracy"] for r in found[arm]])["mean"], solver)
+              for solver, found in solvers.items() if found[arm]]
+    return [solver for _, solver in sorted(scored, reverse=True)]
+
+
+def cost_table(solvers: dict, trials_goal: int) -> str:
+    rows = []
+    for solver, found in solvers.items():
+        study, default = found["study"], found["default"]
+        if study is None or not default or not study["trials"]:
+            rows.append([solver, "not measured", "", "", "", ""])
+            continue
+        seconds = study_seconds(study)
+        run_seconds = spread([r["result"]["train_seconds"] + r["result"].get("eval_seconds", 0.0)
+                              for r in default])["mean"]
+        per_trial = seconds / len(study["trials"])
+        goal = per_trial * trials_goal
+        rows.append([solver, f"{seconds:.0f} s ({len(study['trials'])} trials)", f"{run_seconds:.0f} s",
+                     f"{seconds / run_seconds:.2f}", f"{goal:.0f} s = {goal / run_seconds:.2f} default runs",
+                     "yes" if goal <= 8 * run_seconds else "no"])
+    return markdown(["solver", "study wall time", "one default run (train + test)", "study / default run",
+                     f"{trials_goal} trials, extrapolated", "within 8 default runs"], rows)
+
+
+def report(fair_dir: Path, trials_goal: int = 24) -> dict:
+    solvers = load_fair(fair_dir)
+    if not solvers:
+        raise SystemExit(f"error: {fair_dir} holds no study (tune/SOLVER/tune.json) and no run (runs/SOLVER-ARM-sK); "
+                         f"give the folder the equal-budget commands wrote")
+    before, after = ranking(solvers, "default"), ranking(solvers, "tuned")
+    text = "\n".join([
+        "**The studies** (the same budget for every solver; objective: the best accuracy on the 100 fixed "
+        "validation tasks; the test tasks are never built):", "", study_table(solvers),
+        "**Tuned against default**, each at its solver's full length (val: the 100 fixed validation tasks that "
+        "chose the checkpoint; test: the 600 fixed test tasks, scored once). One seed: ± is the 95% interval "
+        "over tasks; several: ± std across seeds (min–max).", "", fair_table(solvers),
+        f"Ranking by test accuracy, defaults: {' > '.join(before) or '-'}; tuned: {' > '.join(after) or '-'}"
+        f"{' (unchanged)' if before == after else ' (tuning changed the ranking)'}.", "",
+        "**Cost of a study** (wall time of its trials, pruned ones included, against one default run):", "",
+        cost_table(solvers, trials_goal)])
+    return {"solvers": list(solvers), "ranking_default": before, "ranking_tuned": after, "markdown": text}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("fair_dir", type=Path)
+    parser.add_argument("--trials-goal", type=int, default=24, help="the study size the cost goal names")
+    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    result = report(args.fair_dir, args.trials_goal)
+    print(result["markdown"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
