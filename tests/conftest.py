@@ -292,3 +292,13 @@ def pytest_collection_modifyitems(items):
         if (module in INSTALLING_MODULES or INSTALLING_FIXTURES & set(getattr(item, "fixturenames", ()))
                 or item.originalname in READS_INSTALLED_PRESETS):
             item.add_marker(pytest.mark.xdist_group("installed-packages"))
+        elif item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
+            # A module-scoped fixture (trained runs, a comparison) is built once per worker that runs one of its
+            # tests: the module's tests on one worker build it once.
+            item.add_marker(pytest.mark.xdist_group(f"module-{item.module.__name__}"))
+
+
+def _uses_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(fixture.scope == "module" for chain in definitions for fixture in chain)

@@ -41,7 +41,6 @@ def test_an_installed_benchmark_is_listed_and_scores_a_run_from_the_command_line
     assert report["benchmark"] == "alphabet" and report["alphabet"] == "Tengwar"
     assert (report["test_tasks"], report["ways"], report["shots"]) == (6, 5, 1)
     assert 0.0 <= report["test_accuracy"] <= 1.0
-    assert json.loads(ok(evaluate(runs["lake"], "--json")))["test_accuracy"] == report["test_accuracy"]  # fixed tasks
     wider = json.loads(ok(evaluate(runs["lake"], "--option", "alphabet=Kannada", "--ways", "10", "--json")))
     assert (wider["alphabet"], wider["ways"]) == ("Kannada", 10)
     assert "tasks of alphabet" in ok(evaluate(runs["lake"]))

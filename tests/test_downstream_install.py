@@ -7,11 +7,17 @@ checkout, and the documented line
 
 installs omnimeta there (pip reaches the package index exactly as `make install` does).
 The installed CLI and library are then used from a folder outside the checkout, so that
-nothing can pass by importing the source tree. The slowest tests of the suite: the
-install copies torch and its CUDA libraries into the new environment (about 1.5 min here).
+nothing can pass by importing the source tree.
+
+Only torch, torchvision, triton and torch's CUDA libraries (5 of the environment's 6 GB)
+are not copied: the new environment borrows this one's through a ``.pth`` line naming a
+folder of links to them, so pip finds them installed, as a project that already has
+torch would, and installs omnimeta, learn2learn and every other dependency itself.
+Copying them took 1.5 minutes, the longest step of the suite, and tested pip, not us.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -46,6 +52,26 @@ def run(command, cwd: Path, timeout: int = 600, env=None) -> subprocess.Complete
     return process
 
 
+#: What the new environment borrows from this one (see the module's docstring): big, and installed as they are.
+BORROWED = ("torch", "torchvision", "triton")
+
+
+def borrowed_packages(folder: Path) -> Path:
+    """``folder`` with a link to each top-level entry (package, .dist-info) of this environment's torch,
+    torchvision, triton and nvidia-* distributions."""
+    folder.mkdir()
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"].lower()
+        if name not in BORROWED and not name.startswith("nvidia-"):
+            continue
+        for top in {Path(file.parts[0]) for file in distribution.files or () if file.parts[0] != ".."}:
+            source, link = Path(distribution.locate_file(top)), folder / top.name
+            if source.exists() and not link.exists():
+                link.symlink_to(source)
+    assert (folder / "torch").is_symlink(), f"no torch to borrow in {sys.prefix}"
+    return folder
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory) -> Path:
     """`make wheelhouse`, written to a private folder instead of dist/wheelhouse."""
@@ -61,10 +87,13 @@ def downstream(tmp_path_factory, wheelhouse) -> Path:
     assert not project.resolve().is_relative_to(REPO), "the other project must lie outside the checkout"
     # sys.executable is .venv's Python; venv builds the new environment on the base interpreter.
     run([sys.executable, "-m", "venv", project / "venv"], cwd=project)
+    site_packages = run([project / "venv" / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path("
+                         "'purelib'))"], cwd=project).stdout.strip()
+    (Path(site_packages) / "borrowed.pth").write_text(f"{borrowed_packages(project / 'borrowed')}\n")
     run([project / "venv" / "bin" / "pip", "install", "-q", "-c", REPO / "constraints.txt",
          "--find-links", wheelhouse, "omnimeta"], cwd=project, timeout=1000)
     yield project
-    shutil.rmtree(project / "venv", ignore_errors=True)  # 6 GB; pytest keeps its last three temp folders
+    shutil.rmtree(project / "venv", ignore_errors=True)  # pytest keeps its last three temp folders
 
 
 def test_the_wheelhouse_holds_omnimeta_and_learn2learn_for_this_python_and_nothing_else(wheelhouse):
