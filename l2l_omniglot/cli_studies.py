@@ -122,10 +122,14 @@ def list_presets(data_root, timed_steps: int, device: str) -> list:
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--nproc", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Train each seed data-parallel on N local processes (as `omnimeta run --nproc`).")
+@click.option("--val-tasks", type=click.IntRange(1, 100000), default=100, show_default=True,
+              help="Fixed validation tasks that choose each seed's checkpoint (omnimeta's run mechanics, not a paper "
+                   "setting; fewer make a short reproduction cheaper).")
 @data_root_option
 @threads_option
 @json_option
-def reproduce_command(preset, list_only, timed_steps, out_dir, seeds, budget, device, nproc, data_root, as_json):
+def reproduce_command(preset, list_only, timed_steps, out_dir, seeds, budget, device, nproc, val_tasks, data_root,
+                      as_json):
     """Run a paper's preset (its own settings, each with a source) and judge ours against the paper's number.
 
     Seeds run as ordinary run folders OUT/seed-K; the same command again skips
@@ -160,7 +164,8 @@ def reproduce_command(preset, list_only, timed_steps, out_dir, seeds, budget, de
         console.print(f"seed {seed}: {state}")
     summary = reproduce_preset(preset, out_dir, seeds, budget, device, nproc,
                                str(data_root) if data_root else None,
-                               callbacks=lambda seed: bars.setdefault(seed, ProgressBars()), on_seed=on_seed)
+                               callbacks=lambda seed: bars.setdefault(seed, ProgressBars()), on_seed=on_seed,
+                               val_tasks=val_tasks)
     if as_json:
         emit_json(summary)
         return

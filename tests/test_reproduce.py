@@ -103,8 +103,8 @@ def test_the_interval_and_the_verdict_follow_the_written_rule():
 
 def test_reproduce_on_a_tiny_budget_writes_a_not_comparable_verdict_with_the_budget_fraction(data_root, tmp_path):
     out = tmp_path / "snell"
-    result = invoke("reproduce", "snell2017-5w1s", "--budget", "0.0005", "--out", out, "--device", "cpu",
-                    "--data-root", data_root)
+    mechanics = ["--val-tasks", "10", "--out", out, "--device", "cpu", "--data-root", data_root]  # 10: cheaper
+    result = invoke("reproduce", "snell2017-5w1s", "--budget", "0.0005", *mechanics)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "reproduce.json").read_text())
     assert summary["verdict"] == "not comparable"
@@ -114,15 +114,14 @@ def test_reproduce_on_a_tiny_budget_writes_a_not_comparable_verdict_with_the_bud
     assert seed["test_tasks"] == 600 and seed["iterations"] == 10 and seed["validation_curve"]
     assert summary["interval95"][0] < seed["test_accuracy"] < summary["interval95"][1]
     assert "one seed" in summary["interval_method"]
-    assert json.loads((out / "seed-0" / "config.json").read_text())["options"]["train_ways"] == 60
+    written = json.loads((out / "seed-0" / "config.json").read_text())
+    assert written["options"]["train_ways"] == 60 and written["val_tasks"] == 10
     markdown = (out / "reproduce.md").read_text()
     assert "**Verdict: not comparable**" in markdown and VERDICT_RULE in markdown and "0.05%" in markdown
     assert "| lr_halve_every | 2000 |" in markdown
-    again = invoke("reproduce", "snell2017-5w1s", "--budget", "0.0005", "--out", out, "--device", "cpu",
-                   "--data-root", data_root)
+    again = invoke("reproduce", "snell2017-5w1s", "--budget", "0.0005", *mechanics)
     assert again.exit_code == 0 and "seed 0: skipped" in again.output
-    other = invoke("reproduce", "snell2017-5w1s", "--budget", "0.001", "--out", out, "--device", "cpu",
-                   "--data-root", data_root)
+    other = invoke("reproduce", "snell2017-5w1s", "--budget", "0.001", *mechanics)
     assert other.exit_code == 2 and "holds a run of other settings" in other.output
 
 
