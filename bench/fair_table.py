@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from results_table import cell, load_runs, markdown, read_json, spread  # noqa: 
 
 SOLVER_ORDER = ("transfer", "fomaml", "maml", "protonet", "anil")
 ARMS = ("default", "tuned")
+RUN_NAME = re.compile(r"(?P<solver>.+)-(?P<arm>default|tuned)-s(?P<seed>\d+)")
 
 
 def load_fair(fair_dir: Path) -> dict:
@@ -46,16 +48,26 @@ def load_fair(fair_dir: Path) -> dict:
         solvers.setdefault(study.parent.name, {"study": None, "default": [], "tuned": []})["study"] = read_json(study)
     runs_dir = fair_dir / "runs"
     for run in load_runs([runs_dir]) if runs_dir.is_dir() else []:
-        solver, _, rest = run["dir"].name.partition("-")
-        arm = rest.rsplit("-s", 1)[0]
-        if arm in ARMS and not run["evaluated"] and run["result"].get("test_accuracy") is not None:
-            solvers.setdefault(solver, {"study": None, "default": [], "tuned": []})[arm].append(run)
+        if run["evaluated"]:
+            continue
+        named = RUN_NAME.fullmatch(run["dir"].name)
+        if named is None or named["solver"] != run["config"].solver or run["result"].get("test_accuracy") is None:
+            print(f"note: {run['dir']} left out: not a finished run named SOLVER-(default|tuned)-sSEED of its "
+                  f"solver", file=sys.stderr)
+            continue
+        solvers.setdefault(named["solver"], {"study": None, "default": [], "tuned": []})[named["arm"]].append(run)
     order = {name: index for index, name in enumerate(SOLVER_ORDER)}
     return dict(sorted(solvers.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
 
 
+def finished_trials(study: dict) -> list:
+    """The trials that are results (complete or pruned): a failed one (interrupted, impossible) costs time but is
+    run again, so it is left out of the study's cost."""
+    return [trial for trial in study["trials"] if trial["state"] in ("COMPLETE", "PRUNED")]
+
+
 def study_seconds(study: dict) -> float:
-    return sum(trial["seconds"] or 0.0 for trial in study["trials"])
+    return sum(trial["seconds"] or 0.0 for trial in finished_trials(study))
 
 
 def study_table(solvers: dict) -> str:
@@ -109,8 +121,9 @@ def fair_table(solvers: dict) -> str:
 
 
 def ranking(solvers: dict, arm: str) -> list:
+    """The solvers that have both arms, by mean test accuracy of ``arm``, best first."""
     scored = [(spread([r["result"]["test_accuracy"] for r in found[arm]])["mean"], solver)
-              for solver, found in solvers.items() if found[arm]]
+              for solver, found in solvers.items() if found["default"] and found["tuned"]]
     return [solver for _, solver in sorted(scored, reverse=True)]
 
 
@@ -118,15 +131,15 @@ def cost_table(solvers: dict, trials_goal: int) -> str:
     rows = []
     for solver, found in solvers.items():
         study, default = found["study"], found["default"]
-        if study is None or not default or not study["trials"]:
+        if study is None or not default or not finished_trials(study):
             rows.append([solver, "not measured", "", "", "", ""])
             continue
         seconds = study_seconds(study)
         run_seconds = spread([r["result"]["train_seconds"] + r["result"].get("eval_seconds", 0.0)
                               for r in default])["mean"]
-        per_trial = seconds / len(study["trials"])
+        per_trial = seconds / len(finished_trials(study))
         goal = per_trial * trials_goal
-        rows.append([solver, f"{seconds:.0f} s ({len(study['trials'])} trials)", f"{run_seconds:.0f} s",
+        rows.append([solver, f"{seconds:.0f} s ({len(finished_trials(study))} trials)", f"{run_seconds:.0f} s",
                      f"{seconds / run_seconds:.2f}", f"{goal:.0f} s = {goal / run_seconds:.2f} default runs",
                      "yes" if goal <= 8 * run_seconds else "no"])
     return markdown(["solver", "study wall time", "one default run (train + test)", "study / default run",
@@ -145,9 +158,10 @@ def report(fair_dir: Path, trials_goal: int = 24) -> dict:
         "**Tuned against default**, each at its solver's full length (val: the 100 fixed validation tasks that "
         "chose the checkpoint; test: the 600 fixed test tasks, scored once). One seed: ± is the 95% interval "
         "over tasks; several: ± std across seeds (min–max).", "", fair_table(solvers),
-        f"Ranking by test accuracy, defaults: {' > '.join(before) or '-'}; tuned: {' > '.join(after) or '-'}"
-        f"{' (unchanged)' if before == after else ' (tuning changed the ranking)'}.", "",
-        "**Cost of a study** (wall time of its trials, pruned ones included, against one default run):", "",
+        f"Ranking by test accuracy of the solvers with both rows, defaults: {' > '.join(before) or '-'}; tuned: "
+        f"{' > '.join(after) or '-'}{' (unchanged)' if before == after else ' (tuning changed the ranking)'}.", "",
+        "**Cost of a study** (wall time of its finished trials, pruned ones included, failed ones left out, "
+        "against one default run):", "",
         cost_table(solvers, trials_goal)])
     return {"solvers": list(solvers), "ranking_default": before, "ranking_tuned": after, "markdown": text}
 

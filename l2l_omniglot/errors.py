@@ -44,8 +44,10 @@ def describe_differences(before, after, where_before: str, where_after: str, lim
     config.json, 1 now; ..."``, at most ``limit`` keys. Values compare as JSON keeps them, so a tuple and the
     list read back from a file are the same."""
     before, after = as_json_value(before), as_json_value(after)
-    if not (isinstance(before, dict) and isinstance(after, dict)):
+    if before is None:
         return f"the record {where_before} is not readable"
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return "they differ"
     keys = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
     shown = "; ".join(f"{key}: {json.dumps(before.get(key))} {where_before}, {json.dumps(after.get(key))} "
                       f"{where_after}" for key in keys[:limit])

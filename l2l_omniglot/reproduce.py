@@ -54,7 +54,7 @@ def _refuse_other(folder: Path, saved, wanted) -> None:
     if not _same_run(saved, wanted):
         differs = describe_differences({**saved.to_dict(), "device": None}, {**wanted.to_dict(), "device": None},
                                        "there", "now")
-        raise ConfigError(f"{folder} holds a run of other settings ({differs}); rerun with the --budget and --seeds "
+        raise ConfigError(f"{folder} holds a run of other settings ({differs}); rerun with the --budget and --val-tasks "
                           f"it was started with, or choose another --out")
 
 
@@ -114,7 +114,8 @@ def reproduce(preset, out_dir, seeds: int = 1, budget: float = 1.0, device: str 
                           f"its own: choose another --out")
     summary_path = out_dir / "reproduce.json"
     if summary_path.is_file():
-        earlier = _read_record(summary_path).get("preset", {}).get("name")
+        preset_record = _read_record(summary_path).get("preset")
+        earlier = preset_record.get("name") if isinstance(preset_record, dict) else None
         if earlier != preset.name:
             raise ConfigError(f"--out {out_dir} holds the reproduction of {earlier}; choose another --out")
     requests = [seed_request(preset, out_dir, k, budget, device, nproc, data_root, val_tasks)

@@ -22,7 +22,10 @@ Faults: a worker killed in the middle of a trial leaves it RUNNING; it is
 marked FAIL as soon as another worker on this machine sees that its process
 is gone, or by Optuna's heartbeat (``fail_stale_trials``) from any machine,
 and the study goes on. Ctrl-C stops after the current iteration and says how
-to continue. What a study leaves is written by :mod:`l2l_omniglot.tune_report`.
+to continue. A space that keeps drawing settings that cannot run (as many such
+trials as ``--trials``) stops the study with one line. One trial, and how
+workers claim trials, is :mod:`l2l_omniglot.tune_trials`; what a study leaves is
+written by :mod:`l2l_omniglot.tune_report`.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from l2l_omniglot.config import RunConfig
+from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.data.omniglot import load_omniglot
 from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value, describe_differences, first_line
 from l2l_omniglot.solvers import SOLVERS, resolve_config, solver_space
@@ -102,8 +105,11 @@ class TuneRequest:
         return replace(space, dimensions=tuple(d for d in space.dimensions if d.name not in fixed))
 
     def base_config(self) -> RunConfig:
-        """The settings every trial shares (checked now, so a bad option fails before the study starts)."""
-        return resolve_config(self.solver, options=dict(self.options), **self.settings)
+        """The settings every trial shares, checked now (the device too), so that what the user set fails before
+        the study starts and never counts as a trial's impossible settings."""
+        config = resolve_config(self.solver, options=dict(self.options), **self.settings)
+        resolve_device(config.device)
+        return config
 
 
 class TuneCallbacks:
@@ -168,10 +174,18 @@ def open_study(request: TuneRequest, config: RunConfig, space, storage, worker: 
                           f"--solver {saved.get('solver')}")
     for key in ("config", "space"):
         if saved.get(key) != as_json_value(identity[key]):
-            differs = describe_differences(saved.get(key), identity[key], "there", "now")
+            differs = describe_differences(_by_name(saved.get(key)), _by_name(identity[key]), "there", "now")
             raise ConfigError(f"study {request.study_name!r} was made with another {key} ({differs}); rerun it "
                               f"with the same settings, or start a new study with another --out (or --study)")
     return study
+
+
+def _by_name(record):
+    """A space (a list of dimensions, each with its ``name`` and ``text``) as ``{name: text}``, so that a message
+    names what differs ("train_ways: "linear 5..10" there, "linear 5..60" now"); a config (a dict) as it is."""
+    if isinstance(record, list) and all(isinstance(item, dict) and "name" in item for item in record):
+        return {item["name"]: item.get("text", item) for item in record}
+    return record
 
 
 def check_tune_dir(out_dir: Path, new_study: bool) -> None:
@@ -192,6 +206,7 @@ def run_trials(request: TuneRequest, omniglot, worker: int = 0, on_trial=lambda 
     space = request.search_space()
     study = open_study(request, config, space, open_storage(request.storage_url), worker)
     objective = Objective(request, space, omniglot)
+    refuse_impossible_space(study, request.trials)  # a study stopped for it says so again, running nothing
     while claim_trial(study, request.out_dir, request.trials):
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
         on_trial(study)
@@ -236,6 +251,7 @@ def tune(request: TuneRequest, callbacks: Optional[TuneCallbacks] = None) -> dic
                        on_trial=lambda s: callbacks.on_progress(*_progress(s)))
         else:
             _run_workers(request, study, callbacks)
+            refuse_impossible_space(study, request.trials)  # what stopped the workers, if that did
     except (Interrupted, KeyboardInterrupt) as error:
         interrupted = error
     except ConfigError as error:  # the space draws settings that cannot run: report what ran, then say so

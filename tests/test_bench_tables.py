@@ -1,6 +1,7 @@
 """The scripts behind docs/results.md's tables run (smoke runs on tiny run folders; their numbers mean nothing)."""
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -148,6 +149,7 @@ def test_fair_table_sets_each_tuned_row_beside_its_default_and_prices_the_study(
                                                       "protonet-tuned-s0": ("protonet", {"meta_lr": 0.01}),
                                                       "protonet-tuned-s1": ("protonet", {"meta_lr": 0.01, "seed": 1})},
                            **TINY)
+    shutil.copytree(runs["protonet-tuned-s0"], fair / "runs" / "protonet-tuned-sweep")  # not a seed: left out
     result = bench("fair_table").report(fair)
     text = result["markdown"]
     assert result["solvers"] == ["protonet", "anil"] and result["ranking_default"] == ["protonet"]

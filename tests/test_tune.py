@@ -145,7 +145,8 @@ def test_a_study_writes_its_report_continues_on_rerun_and_best_json_trains_with_
                           *TRIAL_CLI[:-2], "--seed", "4", "--device", "cpu", *FAST_SPACE),
                    "was made with another config (seed: 3 there, 4 now)")
     one_line_error(invoke("tune", "--solver", "protonet", "--trials", "5", "--out", out, "--data-root", data_root,
-                          *TRIAL_CLI), "was made with another space")
+                          *TRIAL_CLI), 'was made with another space (train_queries: "linear 1..3" there, '
+                                       '"linear 1..15" now; train_ways: "linear 5..10" there, "linear 5..60" now')
 
 
 def test_tuning_never_builds_or_samples_a_test_task(data_root, tmp_path, monkeypatch):
@@ -185,9 +186,13 @@ def test_a_space_that_draws_only_impossible_settings_stops_with_one_line_and_its
     assert result.exit_code == 2 and "Traceback" not in result.output  # after the bar over trials: one line
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: 2 trials drew settings that cannot run"), result.output
-    assert "lower train_queries" in error and "narrow the search space with --space" in error and "narrow the search space with --space" in result.stderr
+    assert "lower train_queries" in error and "narrow the search space with --space" in error
     report = json.loads((out / "tune.json").read_text())
     assert [trial["state"] for trial in report["trials"]] == ["FAIL", "FAIL"] and report["finished"] == 0
+    again = invoke("tune", "--solver", "protonet", "--trials", "2", "--out", out, "--data-root", data_root,
+                   *TRIAL_CLI, "--shots", "18", "--space", "train_queries=3:4", "--space", "train_ways=5:6")
+    assert again.exit_code == 2 and "2 trials drew settings that cannot run" in again.output
+    assert len(json.loads((out / "tune.json").read_text())["trials"]) == 2  # said again, nothing run again
 
 
 def test_two_workers_share_one_study_and_finish_n_trials_none_twice(data_root, tmp_path):
