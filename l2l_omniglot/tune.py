@@ -301,7 +301,7 @@ def _run_workers(request: TuneRequest, study, callbacks: TuneCallbacks) -> None:
         raise
     failed = [f"worker {index} (exit status {process.exitcode})" for index, process in enumerate(workers)
               if process.exitcode not in (0, 130)]
-    if failed:
+    if failed and len(failed) < len(workers):  # when all ended early, the caller says why (or that they did)
         callbacks.on_warning(f"{', '.join(failed)} ended early; the others went on")
 
 

@@ -195,6 +195,16 @@ def test_a_space_that_draws_only_impossible_settings_stops_with_one_line_and_its
     assert len(json.loads((out / "tune.json").read_text())["trials"]) == 2  # said again, nothing run again
 
 
+def test_workers_on_a_space_of_only_impossible_settings_stop_with_the_same_line(data_root, tmp_path):
+    out = tmp_path / "study"
+    result = invoke("tune", "--solver", "protonet", "--trials", "2", "--workers", "2", "--out", out, "--data-root",
+                    data_root, *TRIAL_CLI, "--shots", "18", "--space", "train_queries=3:4")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: 2 trials drew settings that cannot run")
+    assert "went on" not in result.output  # no worker went on: the space stopped them all
+    assert {trial["state"] for trial in json.loads((out / "tune.json").read_text())["trials"]} == {"FAIL"}
+
+
 def test_two_workers_share_one_study_and_finish_n_trials_none_twice(data_root, tmp_path):
     out = tmp_path / "study"
     report = tune(TuneRequest("protonet", 4, out, {"iterations": 10, "val_every": 5, "val_tasks": 10,
