@@ -106,9 +106,9 @@ def validates_better(found: dict) -> str:
     default, tuned = found["default"], found["tuned"]
     if not default or not tuned:
         return "not measured"
-    gain = (spread([r["result"]["val_accuracy"] for r in tuned])["mean"]
-            - spread([r["result"]["val_accuracy"] for r in default])["mean"])
-    return f"{'yes' if gain > 0 else 'no'} ({gain:+.4f})"
+    gain = round(spread([r["result"]["val_accuracy"] for r in tuned])["mean"]
+                 - spread([r["result"]["val_accuracy"] for r in default])["mean"], 6)  # not float noise: a tie
+    return f"{'yes' if gain > 0 else 'tie' if gain == 0 else 'no'} ({gain:+.4f})"
 
 
 def fair_table(solvers: dict) -> str:
