@@ -45,17 +45,16 @@ def seed_folder(out_dir: Path, seed: int) -> Path:
     return Path(out_dir) / f"seed-{seed}"
 
 
-def _same_run(saved, wanted) -> bool:
-    """Whether a seed folder's config is the one this command would run (the device may differ)."""
-    return {**saved.to_dict(), "device": None} == {**wanted.to_dict(), "device": None}
+def _settings(config: RunConfig) -> dict:
+    """What makes a seed folder's run the one this command would run: every setting but the device."""
+    return {**config.to_dict(), "device": None}
 
 
 def _refuse_other(folder: Path, saved, wanted) -> None:
-    if not _same_run(saved, wanted):
-        differs = describe_differences({**saved.to_dict(), "device": None}, {**wanted.to_dict(), "device": None},
-                                       "there", "now")
-        raise ConfigError(f"{folder} holds a run of other settings ({differs}); rerun with the --budget and --val-tasks "
-                          f"it was started with, or choose another --out")
+    if _settings(saved) != _settings(wanted):
+        differs = describe_differences(_settings(saved), _settings(wanted), "there", "now")
+        raise ConfigError(f"{folder} holds a run of other settings ({differs}); rerun with the --budget and "
+                          f"--val-tasks it was started with, or choose another --out")
 
 
 def _read_record(path: Path) -> dict:

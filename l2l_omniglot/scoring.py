@@ -75,7 +75,8 @@ def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optiona
     ``answers``; an existing ``output`` is replaced (atomically) only with ``force``.
 
     The checkpoint tells which characters the model trained on, so no data is needed (for one written before it
-    kept them: ``omniglot``, see :func:`~l2l_omniglot.data.omniglot.loaded`, by default the data at ``data_root`` or ``$OMNIMETA_DATA``): the
+    kept them: ``omniglot``, see :func:`~l2l_omniglot.data.omniglot.loaded`, by default the data at ``data_root``
+    or ``$OMNIMETA_DATA``): the
     report's ``leak_warning`` says when they include evaluation-set characters (:mod:`l2l_omniglot.leaks`).
     """
     check_predict_paths(run_dir, test_dir, output, answers, force)
