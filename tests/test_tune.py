@@ -4,6 +4,7 @@ Real Omniglot, tiny budgets (20 iterations, 20 validation tasks): what is checke
 how it continues, how workers share it, what it refuses, and that no test task is ever drawn.
 """
 import json
+import re
 import signal
 import time
 
@@ -200,7 +201,8 @@ def test_workers_on_a_space_of_only_impossible_settings_stop_with_the_same_line(
     result = invoke("tune", "--solver", "protonet", "--trials", "2", "--workers", "2", "--out", out, "--data-root",
                     data_root, *TRIAL_CLI, "--shots", "18", "--space", "train_queries=3:4")
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert result.output.strip().splitlines()[-1].startswith("Error: 2 trials drew settings that cannot run")
+    # A worker may have claimed one more trial while another's was failing: 2 (--trials) to 3 (+ workers - 1).
+    assert re.match(r"Error: [23] trials drew settings that cannot run", result.output.strip().splitlines()[-1])
     assert "went on" not in result.output  # no worker went on: the space stopped them all
     assert {trial["state"] for trial in json.loads((out / "tune.json").read_text())["trials"]} == {"FAIL"}
 
