@@ -99,9 +99,12 @@ def materialised(calls: list, dtype: torch.dtype) -> list:
     def make(a):
         if isinstance(a, tuple) and len(a) == 4 and a[0] == "tensor":
             _, shape, stride, recorded_dtype = a
-            tensor = torch.empty_strided(shape, stride, dtype=dtype if recorded_dtype.is_floating_point
-                                         else recorded_dtype)
-            return tensor.normal_() if recorded_dtype.is_floating_point else tensor.zero_()
+            # Filled through a flat storage: a recorded gradient may be expanded (stride 0), and a view
+            # whose elements overlap cannot be written in place.
+            elements = 1 + sum((size - 1) * step for size, step in zip(shape, stride)) if all(shape) else 0
+            storage = torch.empty(elements, dtype=dtype if recorded_dtype.is_floating_point else recorded_dtype)
+            storage.normal_() if recorded_dtype.is_floating_point else storage.zero_()
+            return storage.as_strided(shape, stride)
         return a
 
     is_leaf = lambda a: isinstance(a, tuple) and len(a) == 4 and a[0] == "tensor"  # noqa: E731

@@ -277,10 +277,11 @@ def _rank_main(step, rank: int, port: int, out: str, args: tuple) -> None:
         raise
 
 
-# Tests that pip-install a package (into this environment, or a new one from a wheelhouse), and tests that read the
-# set of installed packages, share one xdist group: with `--dist loadgroup` (make test) they run one after another
-# on one worker, never beside an install.
-INSTALLING_MODULES = {"test_plugins", "test_benchmark_plugin", "test_downstream_install", "test_lazy_plugins"}
+# Tests that pip-install a package into this environment, and tests that read the set of installed packages, share
+# one xdist group: with `--dist loadgroup` (make test) they run one after another on one worker, never beside an
+# install. test_downstream_install installs into a new environment of its own, so it runs beside them (its tests
+# share a module fixture, and so a group of their own).
+INSTALLING_MODULES = {"test_plugins", "test_benchmark_plugin", "test_lazy_plugins"}
 INSTALLING_FIXTURES = {"installed_plugin", "installed_benchmark", "broken_plugin"}
 READS_INSTALLED_PLUGINS = {"test_list_json_gives_the_seven_presets_with_numbers_sources_and_estimated_times",
                            "test_cli_reference_matches_the_click_app"}  # its help lists the installed benchmarks

@@ -1,14 +1,15 @@
 """No score from a broken model or answer (solver_checks.py): non-finite weights, NaN or out-of-range predictions,
 a step without statistics, a state that cannot be read back, a predict that peeks at the query labels.
 
-The broken solvers come from an installed distribution (a .dist-info on PYTHONPATH), as a user of a faulty plugin
-meets them: each is one line, exit status 2, no accuracy and no result written.
+Each is one line, exit status 2, no accuracy and no result written: every broken solver registered in this process,
+and two of them from an installed distribution (a .dist-info on PYTHONPATH), as a user of a faulty plugin meets them.
 """
 import os
 
 import pytest
 import torch
 
+from l2l_omniglot.solvers import SOLVERS, register_solver
 from l2l_omniglot.solvers.fomaml import FOMAMLSolver
 from tests.conftest import REPO, TINY_CLI, edited_checkpoint, invoke, omnimeta, one_line_error
 
@@ -71,24 +72,44 @@ def broken_plugins(tmp_path_factory):
     return dict(PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_a_broken_answer_is_one_line_exit_2_and_no_accuracy(name, broken_plugins, data_root, tmp_path):
-    """Through the command line, as a user of a faulty plugin meets it; the peeking one is handed no labels."""
+def check_refused(name: str, out, status: int, stdout: str, stderr: str) -> None:
+    """What a run of the broken solver ``name`` must have done: one error line, exit status 2, nothing scored."""
     member, _, fragment = BROKEN[name]
-    out = tmp_path / "run"
-    process = omnimeta("run", "--solver", name, "--data-root", data_root, "--out", out, *TINY_CLI, "--ways", "5",
-                       env=broken_plugins)
     if fragment is None:
-        assert process.returncode == 0, process.stderr
+        assert status == 0, stderr
         return
-    assert process.returncode == 2, process.stderr
+    assert status == 2, stderr
     # The progress bar of the iterations done comes before it; the error is the last line, and the only one.
-    errors = [line for line in process.stderr.strip().splitlines() if not line.startswith("meta-train ")]
-    assert len(errors) == 1 and "Traceback" not in process.stderr, process.stderr
+    errors = [line for line in stderr.strip().splitlines() if not line.startswith("meta-train ")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
     assert errors[0].startswith(f"Error: solver {name}: ") and fragment in errors[0], errors
-    assert "accuracy" not in process.stdout.lower()
+    assert "accuracy" not in stdout.lower()
     assert not (out / "result.json").exists() and not (out / "checkpoint.pt").exists()
     if member == "state_dict":  # refused before a state was written that could not be read back
         assert not (out / "state.pt").exists()
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_answer_is_one_line_exit_2_and_no_accuracy(name, data_root, tmp_path):
+    """In this process, the broken solver registered as a script registers its own; the peeking one is handed no
+    labels."""
+    out = tmp_path / "run"
+    register_solver(globals()[name])
+    try:
+        result = invoke("run", "--solver", name, "--data-root", data_root, "--out", out, *TINY_CLI, "--ways", "5")
+    finally:
+        del SOLVERS[name]
+    check_refused(name, out, result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nanpredict", "objectstate"])
+def test_a_broken_installed_plugin_is_refused_the_same_way_from_the_command_line(name, broken_plugins, data_root,
+                                                                                  tmp_path):
+    """As a user of a faulty plugin meets it: its entry point, a new ``omnimeta`` process (one broken answer at
+    prediction and one at saving; the others take the same path)."""
+    out = tmp_path / "run"
+    process = omnimeta("run", "--solver", name, "--data-root", data_root, "--out", out, *TINY_CLI, "--ways", "5",
+                       env=broken_plugins)
+    check_refused(name, out, process.returncode, process.stdout, process.stderr)
 

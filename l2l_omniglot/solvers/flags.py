@@ -41,8 +41,13 @@ def solver_flags() -> dict:
 def flag_help(entry: dict) -> str:
     """The help of a kept flag: what it does, which solvers take it, and each one's default."""
     spec, users = entry["spec"], entry["solvers"]
-    defaults = ", ".join(f"{name} {'auto' if s.default is None else s.default}" for name, s in users.items())
+    defaults = ", ".join(f"{name} {'auto' if s.default is None else shown(s.default)}" for name, s in users.items())
     return f"{spec.help} Solver option {spec.name} of {', '.join(users)} [default: {defaults}]."
+
+
+def shown(value) -> str:
+    """A default as help text shows it: a float to 4 significant digits (a tuned one has 16)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def shared_default_help(key: str) -> str:
@@ -54,7 +59,7 @@ def shared_default_help(key: str) -> str:
         except ConfigError:
             continue
         if key in defaults:
-            own.append(f"{name} {defaults[key]}")
+            own.append(f"{name} {shown(defaults[key])}")
     return f" [default: {getattr(RunConfig(), key)}" + ("; " + ", ".join(own) if own else "") + "]"
 
 

@@ -50,6 +50,15 @@ def option(default, help: str, *, flag: Optional[str] = None, choices: Optional[
                                                         "minimum": minimum, "maximum": maximum, "tune": tune})
 
 
+def new_default(options: type, name: str, default):
+    """The option ``name`` of the options class ``options``, with another default and all else the same.
+
+    For a solver that inherits another's options but trains best from other values (FO-MAML's from MAML's).
+    """
+    declared = options.__dataclass_fields__[name]
+    return dataclasses.field(default=default, metadata=declared.metadata)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One declared option, as the command line and ``omnimeta solvers`` show it."""

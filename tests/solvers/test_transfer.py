@@ -10,10 +10,10 @@ from tests.solvers.conftest import small_config, snapshot, train
 @pytest.fixture(scope="module")
 def untrained_and_pretrained(samplers, val_tasks):
     torch.manual_seed(0)
-    solver = make_solver(small_config("transfer", meta_lr=0.003, meta_batch=16),
+    solver = make_solver(small_config("transfer", meta_lr=0.003),
                          samplers["train"].dataset.num_classes)
     untrained = Score.of(per_task_accuracy(solver, val_tasks)).accuracy
-    train(solver, samplers["train"], 80)
+    train(solver, samplers["train"], 100)
     return untrained, solver
 
 
