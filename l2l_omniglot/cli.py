@@ -33,6 +33,7 @@ from l2l_omniglot.console import (OneLineErrors, ProgressBars, emit_json, option
 from l2l_omniglot.data.splits import SPLITS, make_split
 from l2l_omniglot.distributed import BACKENDS, DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, choose_backend, launched_as_rank
 from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.process import freeze_imports
 from l2l_omniglot.reporting import compare_table
 from l2l_omniglot.run_folder import RunFolderLock, check_out_dir
 from l2l_omniglot.run_state import load_saved_state
@@ -304,6 +305,7 @@ cli.add_command(reproduce_command)
 
 def main(argv=None):
     """Console-script entry point."""
+    freeze_imports()
     cli.main(args=argv, prog_name="omnimeta")
 
 

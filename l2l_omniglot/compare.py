@@ -42,6 +42,7 @@ from l2l_omniglot.run_folder import check_out_dir
 from l2l_omniglot.run_tasks import RunTasks
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.process import freeze_imports
 
 #: What must agree for two runs to be scored on the same tasks.
 TASK_KEYS = ("ways", "shots", "queries", "split", "image_size")
@@ -50,6 +51,7 @@ SEED_KEYS = ("seed", "device")
 
 
 def _train_child(config: dict, data_root: Optional[str], out_dir: str) -> None:
+    freeze_imports()
     run_training(RunRequest(Path(out_dir), RunConfig.from_dict(config), force=True, data_root=data_root))
 
 

@@ -27,6 +27,7 @@ from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value
 from l2l_omniglot.local_ranks import launch_local_ranks, wait_to_be_stopped
 from l2l_omniglot.run_folder import Interrupted, check_out_dir
 from l2l_omniglot.run_state import load_saved_state
+from l2l_omniglot.process import freeze_imports
 from l2l_omniglot.solvers import SOLVERS
 from l2l_omniglot.threads import configure_threads, task_threads
 from l2l_omniglot.training import RunCallbacks, Trainer
@@ -139,6 +140,7 @@ def _data_loader(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Call
 
 def _rank_main(request: RunRequest, callbacks: Optional[RunCallbacks]) -> Optional[dict]:
     """The entry point of each local rank (see :func:`run_training`): errors end the rank with their status."""
+    freeze_imports()
     try:
         return _run_this_process(request, callbacks, _data_loader(request, callbacks))
     except PeerLostError as error:

@@ -42,6 +42,7 @@ from l2l_omniglot.errors import ConfigError, OmnimetaError, as_json_value, descr
 from l2l_omniglot.solvers import SOLVERS, resolve_config, solver_space
 from l2l_omniglot.solvers.registry import IN_PROCESS
 from l2l_omniglot.threads import THREADS_ENV, configure_threads, rank_environment, task_threads
+from l2l_omniglot.process import freeze_imports
 from l2l_omniglot.run_folder import RUN_FILES, Interrupted
 from l2l_omniglot.tune_report import REPORT_FILES, count_finished, masked_url, write_report
 from l2l_omniglot.tune_trials import (Objective, TrialFailed, claim_lock, claim_trial, fail_lost_trials,
@@ -215,6 +216,7 @@ def run_trials(request: TuneRequest, omniglot, worker: int = 0, on_trial=lambda 
 
 def _worker_process(request: TuneRequest, worker: int, threads: int) -> None:
     """A worker of ``--workers`` in its own process: its share of the cores, the data, then trials."""
+    freeze_imports()
     try:
         configure_threads(threads)
         run_trials(request, load_omniglot(request.data_root), worker)

@@ -11,7 +11,7 @@ def test_fomaml_learns_well_above_chance(samplers, val_tasks):
     torch.manual_seed(0)
     solver = make_solver(small_config("fomaml", meta_lr=0.003), 0)
     before = Score.of(per_task_accuracy(solver, val_tasks)).accuracy
-    train(solver, samplers["train"], 60)
+    train(solver, samplers["train"], 20)  # three inner steps a task (the defaults): 0.69 after 20, 0.85 after 60
     after = Score.of(per_task_accuracy(solver, val_tasks)).accuracy
     assert after > 0.45 > 0.2  # chance is 0.2 for 5 ways
     assert after > before + 0.1
