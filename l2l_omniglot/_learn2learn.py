@@ -1,15 +1,34 @@
-"""learn2learn, imported quietly.
+"""learn2learn, imported quietly and when first used.
 
 ``import learn2learn`` imports gym, which prints a deprecation notice to
 stderr on every start. That notice says nothing to an omnimeta user, so it is
 swallowed here, once; every module gets learn2learn from this one.
+
+It also imports torchvision (and with it torch._dynamo), scipy.stats and gym:
+1.5 s of a command's start on the development machine. Commands that build no
+task and adapt nothing (``--help``, ``solvers``, ``benchmarks``, a refused
+option) never need it, so :data:`learn2learn` is a stand-in that imports the
+package at its first attribute lookup (``l2l.data.TaskDataset``, ...).
 """
 import contextlib
+import importlib
 import io
 import warnings
 
-with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import learn2learn  # noqa: E402
+
+class _OnFirstUse:
+    """The learn2learn module, imported on the first attribute looked up."""
+
+    _module = None
+
+    def __getattr__(self, name):
+        if _OnFirstUse._module is None:
+            with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _OnFirstUse._module = importlib.import_module("learn2learn")
+        return getattr(_OnFirstUse._module, name)
+
+
+learn2learn = _OnFirstUse()
 
 __all__ = ["learn2learn"]

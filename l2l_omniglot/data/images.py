@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as image_ops
 
 from l2l_omniglot.errors import DataError
 
@@ -74,6 +73,10 @@ DISTORTION_SHIFT = 2 / 105
 
 def distort(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """``image [1, S, S]`` (ink = 1) under one random affine map of the ranges above, drawn from ``rng``."""
+    # Imported here, not with the module: torchvision costs a command 0.9 s to start (it imports torch._dynamo),
+    # and only runs with --augment distort use it.
+    from torchvision.transforms.v2 import functional as image_ops
+
     shear = math.degrees(DISTORTION_SHEAR)
     shift = DISTORTION_SHIFT * image.shape[-1]
     return image_ops.affine(image, angle=rng.uniform(-DISTORTION_DEGREES, DISTORTION_DEGREES),
