@@ -33,7 +33,10 @@ run: install
 	$(BIN)/omnimeta run --solver fomaml $(DATA_ARGS) $(RUN_ARGS)
 
 # Two workers; tests that install packages or share the 2-rank runs stay together (xdist_group, tests/conftest.py).
+# compileall first: with PYTHONDONTWRITEBYTECODE set (as on our machines) nothing caches the bytecode of the
+# checkout, and every omnimeta process the suite starts would compile the package again (0.15-0.25 s each).
 test: install
+	$(BIN)/python -m compileall -q l2l_omniglot tests
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 # omnimeta's wheel and the learn2learn 0.2.0 wheel built for .venv's Python, for
