@@ -301,6 +301,9 @@ def pytest_collection_modifyitems(items):
             # A module-scoped fixture (trained runs, a comparison) is built once per worker that runs one of its
             # tests: the module's tests on one worker build it once.
             item.add_marker(pytest.mark.xdist_group(f"module-{item.module.__name__}"))
+    # Groups first: each is one unit of work for one worker, and a long unit handed out last leaves the other
+    # worker idle at the end; single tests, handed out last, fill the gaps (longest first, roughly).
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 def _uses_a_module_fixture(item) -> bool:
