@@ -15,6 +15,8 @@ import importlib
 import io
 import warnings
 
+from l2l_omniglot.process import freeze_late_imports
+
 
 class _OnFirstUse:
     """The learn2learn module, imported on the first attribute looked up."""
@@ -26,6 +28,7 @@ class _OnFirstUse:
             with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _OnFirstUse._module = importlib.import_module("learn2learn")
+            freeze_late_imports()
         return getattr(_OnFirstUse._module, name)
 
 
