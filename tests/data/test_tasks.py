@@ -1,7 +1,10 @@
+import random
+
 import pytest
 import torch
 
-from l2l_omniglot.data.tasks import TEST_STREAM, CharacterImages, fixed_tasks, phase_samplers
+from l2l_omniglot._learn2learn import learn2learn as l2l
+from l2l_omniglot.data.tasks import TEST_STREAM, CharacterImages, drawing_new_tasks, fixed_tasks, phase_samplers
 from l2l_omniglot.errors import ConfigError
 
 
@@ -37,6 +40,19 @@ def test_same_seed_gives_the_same_tasks_and_other_seeds_do_not(omniglot, lake_sp
     assert not torch.equal(first.classes, other.classes)
     # A task is a function of its index, not of what was drawn before it.
     assert torch.equal(sampler.sample(seed=3, iteration=7, count=2, first=2).classes, first.classes[2:])
+
+
+def test_the_linear_time_transform_draws_learn2learn_s_tasks(omniglot, lake_split):
+    """drawing_new_tasks skips FusedNWaysKShots's quadratic label filter; the drawn tasks must not change."""
+    meta = phase_samplers(omniglot, lake_split, 5, 1, 1, phases=("val",))["val"].meta
+    fast = drawing_new_tasks(meta, n=5, k=3)
+    plain = l2l.data.transforms.FusedNWaysKShots(meta, n=5, k=3)
+    assert fast.filter_labels == plain.filter_labels == meta.labels
+    for seed in range(20):
+        random.seed(seed)
+        drawn = [d.index for d in fast(None)]
+        random.seed(seed)
+        assert drawn == [d.index for d in plain(None)]
 
 
 def test_fixed_test_tasks_are_the_same_for_every_sampler(omniglot, lake_split):
