@@ -61,7 +61,9 @@ def borrowed_packages(folder: Path) -> Path:
     torchvision, triton and nvidia-* distributions."""
     folder.mkdir()
     for distribution in importlib.metadata.distributions():
-        name = distribution.metadata["Name"].lower()
+        # A plugin test on the other worker may be pip-installing into this environment right now: its
+        # half-written .dist-info has no metadata yet. Only torch's own distributions matter here.
+        name = (distribution.metadata["Name"] or "").lower()
         if name not in BORROWED and not name.startswith("nvidia-"):
             continue
         for top in {Path(file.parts[0]) for file in distribution.files or () if file.parts[0] != ".."}:
