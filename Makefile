@@ -21,10 +21,13 @@ RUN_ARGS ?=
 
 install: $(STAMP)
 
+# learn2learn is installed with --force-reinstall first: a .venv made before tools/build-learn2learn changed
+# its wheel (the version number stays 0.2.0) gets the new one.
 $(STAMP): setup.cfg pyproject.toml constraints.txt tools/build-learn2learn
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
 	tools/build-learn2learn $(BIN)/python $(WHEELDIR)
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall --find-links $(WHEELDIR) learn2learn==0.2.0
 	$(BIN)/python -m pip install -q -c constraints.txt --find-links $(WHEELDIR) learn2learn==0.2.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@

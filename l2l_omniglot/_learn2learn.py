@@ -1,14 +1,18 @@
 """learn2learn, imported quietly and when first used.
 
-``import learn2learn`` imports gym, which prints a deprecation notice to
-stderr on every start. That notice says nothing to an omnimeta user, so it is
-swallowed here, once; every module gets learn2learn from this one.
+``import learn2learn`` as PyPI ships it imports gym, which prints a
+deprecation notice to stderr on every start. That notice says nothing to an
+omnimeta user, so it is swallowed here, once; every module gets learn2learn
+from this one.
 
-It also imports torchvision (and with it torch._dynamo), scipy.stats and gym:
-1.5 s of a command's start on the development machine. Commands that build no
-task and adapt nothing (``--help``, ``solvers``, ``benchmarks``, a refused
-option) never need it, so :data:`learn2learn` is a stand-in that imports the
-package at its first attribute lookup (``l2l.data.TaskDataset``, ...).
+It also imports torchvision (and with it torch._dynamo) and scipy.stats: about
+2 s of a command's start on the development machine. The wheel that
+``make install`` builds (``tools/build-learn2learn``) imports gym, text and
+vision only when they are looked up, which omnimeta never does; and commands
+that build no task and adapt nothing (``--help``, ``solvers``, ``benchmarks``,
+a refused option) need no learn2learn at all, so :data:`learn2learn` is a
+stand-in that imports the package at its first attribute lookup
+(``l2l.data.TaskDataset``, ...).
 """
 import contextlib
 import importlib

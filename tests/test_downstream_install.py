@@ -123,10 +123,14 @@ def test_omnimeta_wheel_ships_every_file_of_the_package(wheelhouse):
 def test_the_install_is_the_wheelhouse_copy_not_the_checkout(downstream):
     venv = (downstream / "venv").resolve()
     probe = run([venv / "bin" / "python", "-c",
-                 "import json, l2l_omniglot, learn2learn; "
-                 "print(json.dumps([l2l_omniglot.__file__, learn2learn.__file__, learn2learn.__version__]))"],
+                 "import json, sys, l2l_omniglot, learn2learn; "
+                 "eager = [name for name in ('gym', 'torchvision', 'scipy.stats') if name in sys.modules]; "
+                 "learn2learn.vision.models.OmniglotCNN; from learn2learn.gym import MetaEnv; "
+                 "print(json.dumps([l2l_omniglot.__file__, learn2learn.__file__, learn2learn.__version__, eager]))"],
                 cwd=downstream)
-    omnimeta_file, learn2learn_file, version = json.loads(probe.stdout)
+    omnimeta_file, learn2learn_file, version, imported_eagerly = json.loads(probe.stdout)
+    # tools/build-learn2learn's wheel: vision and gym are imported when looked up (above), not with the package.
+    assert imported_eagerly == []
     for module_file in (omnimeta_file, learn2learn_file):
         path = Path(module_file).resolve()
         assert path.is_relative_to(venv / "lib"), path
