@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -42,3 +43,22 @@ def test_limits_bench_smoke_run_reports_every_solver_against_its_ceilings(data_r
     assert rows["fomaml l2l"]["test_task_gflop"] == pytest.approx(rows["fomaml batched"]["test_task_gflop"], rel=0.1)
     assert report["ceilings"]["matmul_fp32"] > 0 and report["ceilings"]["matmul_bf16"] > 0
     assert "| fomaml l2l |" in finished.stdout and "Ceilings" in finished.stdout
+
+
+def test_precision_bench_measures_every_variant_against_float64(tmp_path, monkeypatch, capsys):
+    """bench/precision.py, in-process on a small batch: the float32 path's gradient is the closest to float64."""
+    import runpy
+
+    out = tmp_path / "precision.json"
+    monkeypatch.setattr(sys, "argv", ["precision.py", "--images", "40", "--ways", "5", "--repeats", "1",
+                                      "--json", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(REPO / "bench" / "precision.py"), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)  # the bench sets its own; this worker's later tests keep theirs
+    rows = json.loads(out.read_text())["rows"]
+    assert list(rows) == ["float32", "float32 channels-last", "bfloat16 autocast", "bfloat16 autocast channels-last"]
+    assert all(row["seconds"] > 0 for row in rows.values())
+    assert rows["float32"]["max_error"] < 1e-4 < rows["bfloat16 autocast"]["max_error"]
+    assert "| float32 channels-last |" in capsys.readouterr().out
