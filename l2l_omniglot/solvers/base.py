@@ -258,18 +258,33 @@ class MetaOptimizer:
 
     The schedule steps with the optimizer, so the solver's own state (and a
     resumed run) carries it; the training loop needs to know nothing of it.
+
+    Adam and its schedule are made on first use, and a loaded state waits
+    for them: making a torch optimizer imports torch._dynamo (1.1-1.3 s on
+    the development machine), which a process that only evaluates or
+    predicts never needs.
     """
 
     def __init__(self, parameters, config: RunConfig, halve_every: int = 0):
-        self.adam = torch.optim.Adam(parameters, lr=config.meta_lr)
-        self.schedule = None
-        if halve_every:
-            if config.lr_schedule != "constant":
-                raise ConfigError(f"halving the meta learning rate every {halve_every} steps needs "
-                                  f"--lr-schedule constant (got {config.lr_schedule}); set it, or drop the halving")
-            self.schedule = torch.optim.lr_scheduler.StepLR(self.adam, step_size=halve_every, gamma=0.5)
-        elif config.lr_schedule == "cosine":
-            self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.adam, T_max=config.iterations)
+        if halve_every and config.lr_schedule != "constant":
+            raise ConfigError(f"halving the meta learning rate every {halve_every} steps needs "
+                              f"--lr-schedule constant (got {config.lr_schedule}); set it, or drop the halving")
+        self._parameters = list(parameters)
+        self._config, self._halve_every = config, halve_every
+        self._adam = self.schedule = self._loaded = None
+
+    @property
+    def adam(self) -> torch.optim.Adam:
+        if self._adam is None:
+            self._adam = torch.optim.Adam(self._parameters, lr=self._config.meta_lr)
+            if self._halve_every:
+                self.schedule = torch.optim.lr_scheduler.StepLR(self._adam, step_size=self._halve_every, gamma=0.5)
+            elif self._config.lr_schedule == "cosine":
+                self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self._adam, T_max=self._config.iterations)
+            if self._loaded is not None:
+                state, self._loaded = self._loaded, None
+                self.load_state_dict(state)
+        return self._adam
 
     @property
     def param_groups(self) -> list:
@@ -280,16 +295,21 @@ class MetaOptimizer:
         self.adam.zero_grad(set_to_none=set_to_none)
 
     def step(self) -> None:
-        self.adam.step()
+        self.adam.step()  # first, so that the schedule exists
         if self.schedule is not None:
             self.schedule.step()
 
     def state_dict(self) -> dict:
-        return {"adam": self.adam.state_dict(),
-                "schedule": self.schedule.state_dict() if self.schedule is not None else None}
+        if self._loaded is not None:
+            return self._loaded  # loaded, never used since: the same state
+        adam = self.adam.state_dict()  # first, so that the schedule exists
+        return {"adam": adam, "schedule": self.schedule.state_dict() if self.schedule is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.adam.load_state_dict(state["adam"])
+        if self._adam is None:
+            self._loaded = state
+            return
+        self._adam.load_state_dict(state["adam"])
         if self.schedule is not None and state["schedule"] is not None:
             self.schedule.load_state_dict(state["schedule"])
 
