@@ -18,19 +18,18 @@ seconds() {  # TREE PYTHONPATH ARGS...: wall seconds of one command
   local tree=$1 path=$2; shift 2
   (cd "$tree" && PYTHONPATH=$path /usr/bin/time -f "%e" "$python" -m l2l_omniglot "$@" 2>&1 >/dev/null | tail -1)
 }
+best() { printf '%s\n' "$@" | sort -n | head -1; }
 echo "| tree | omnimeta --help | 2-iteration run | evaluate of it |"
 echo "|---|---|---|---|"
 for spec in "$@"; do
   name=${spec%%=*}; rest=${spec#*=}; tree=${rest%%:*}; path=""
   [[ $rest == *:* ]] && path=${rest#*:}
-  "$python" -c 'import sys' && (cd "$tree" && PYTHONPATH=$path "$python" -m l2l_omniglot run "${tiny[@]}" \
-    --out "$scratch/$name-base" >/dev/null 2>&1)
+  (cd "$tree" && PYTHONPATH=$path "$python" -m l2l_omniglot run "${tiny[@]}" --out "$scratch/$name-base" >/dev/null 2>&1)
   help=() run=() evaluate=()
   for i in 1 2 3; do
     help+=("$(seconds "$tree" "$path" --help)")
     run+=("$(seconds "$tree" "$path" run "${tiny[@]}" --out "$scratch/$name-$i")")
     evaluate+=("$(seconds "$tree" "$path" evaluate "$scratch/$name-base" --json)")
   done
-  best() { printf '%s\n' "$@" | sort -n | head -1; }
   echo "| $name | $(best "${help[@]}") s | $(best "${run[@]}") s | $(best "${evaluate[@]}") s |"
 done
