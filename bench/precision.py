@@ -76,7 +76,8 @@ def main() -> None:
     rows = {}
     for name, (_, bfloat16) in VARIANTS.items():
         errors = relative_errors(weight_gradients(models[name], images, labels, bfloat16), reference)
-        rows[name] = {"max_error": max(errors), "first_conv_error": errors[0], "seconds": float("inf")}
+        rows[name] = {"max_error": max(errors), "first_conv_error": errors[0], "seconds": float("inf"),
+                      "timed_rounds": 0}
     names = list(VARIANTS)
     for round_index in range(args.repeats + 1):  # round 0 warms up
         order = names[round_index % len(names):] + names[:round_index % len(names)]
@@ -85,6 +86,7 @@ def main() -> None:
             weight_gradients(models[name], images, labels, VARIANTS[name][1])
             if round_index:
                 rows[name]["seconds"] = min(rows[name]["seconds"], time.perf_counter() - start)
+                rows[name]["timed_rounds"] += 1
     baseline = rows["float32"]["seconds"]
     print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; {args.threads} thread(s); "
           f"{args.images} images, {args.ways} ways; best of {args.repeats}\n")

@@ -59,6 +59,6 @@ def test_precision_bench_measures_every_variant_against_float64(tmp_path, monkey
         torch.set_num_threads(threads)  # the bench sets its own; this worker's later tests keep theirs
     rows = json.loads(out.read_text())["rows"]
     assert list(rows) == ["float32", "float32 channels-last", "bfloat16 autocast", "bfloat16 autocast channels-last"]
-    assert all(row["seconds"] > 0 for row in rows.values())
+    assert all(row["timed_rounds"] == 1 for row in rows.values())  # every variant timed (its time is not judged)
     assert rows["float32"]["max_error"] < 1e-4 < rows["bfloat16 autocast"]["max_error"]
     assert "| float32 channels-last |" in capsys.readouterr().out
