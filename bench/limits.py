@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Every solver's step against this CPU's own limits, measured in the same run.
 
-    python bench/limits.py [--repeats 20] [--test-tasks 16] [--threads N] [--old] [--data-root DIR]
-                           [--json OUT] [--quick]
+    python bench/limits.py [--repeats 20] [--test-tasks 16] [--threads N] [--old] [--precision bfloat16]
+                           [--data-root DIR] [--json OUT] [--quick]
 
 For every solver and engine at its defaults (transfer; FO-MAML and MAML with
 the ``l2l`` and ``batched`` engines; ANIL; ProtoNet) it reports:
@@ -24,13 +24,18 @@ the ``l2l`` and ``batched`` engines; ANIL; ProtoNet) it reports:
   ``vmap`` the batched ones) and replayed on random tensors of the same
   shapes, in float32 and in bfloat16, forward and backward, best of repeats:
   the time the step would take if it did nothing but its convolutions.
-  ``step / conv`` is the step's time over that float32 time.
+  ``step / conv`` is the step's time over that time in the precision the
+  step computes in.
 * ``--old``: every contestant is timed twice, today's code path and the one
   before issue #25, interleaved in the same rounds, with the speed-up old /
-  new. The meta-train steps are unchanged so far (old = new, which shows the
-  noise); at test time the old path adapts with the training engine
+  new. In float32 the meta-train steps are unchanged (old = new, which shows
+  the noise); at test time the old path adapts with the training engine
   (``solver.test_engine = solver.engine``: the l2l engine task by task, or the
   batched engine's ``vmap``) instead of the grouped engine.
+* ``--precision bfloat16``: the new path computes as ``omnimeta run
+  --precision bfloat16`` does (autocast, channels-last network); the old one
+  stays float32, so old / new is what the option buys. FLOPs are counted on
+  the new path (the same operations in either precision).
 
 ``--profile N`` also prints, per contestant, the N operations that take the
 most time (``torch.profiler``, self CPU time) in one step and in one predict
@@ -159,16 +164,18 @@ class Contestant:
     """One solver configuration: its step and its test-time predict on fixed tasks, old or new code path."""
 
     def __init__(self, label: str, solver: str, overrides: dict, omniglot, test_tasks: int, fast: bool,
-                 quick: bool = False):
+                 quick: bool = False, precision: str = "float32"):
         from l2l_omniglot import SOLVERS, make_solver, make_split, phase_samplers, resolve_config
+        from l2l_omniglot.precision import computing_in
         from l2l_omniglot.run_tasks import RunTasks
 
         self.label, self.fast = label, fast
+        self.computing = lambda: computing_in(precision, "cpu")
         if quick:
             declared = {spec.name for spec in SOLVERS[solver].Options.specs()}
             overrides = {**overrides, "meta_batch": 2, **({"test_inner_steps": 2} if "test_inner_steps" in declared
                                                          else {})}
-        config = resolve_config(solver, device="cpu", **overrides)
+        config = resolve_config(solver, device="cpu", precision=precision, **overrides)
         benchmark = RunTasks.build(config, omniglot, phases=("train",))
         torch.manual_seed(0)
         self.solver = make_solver(config, benchmark.num_train_classes, "cpu")
@@ -182,20 +189,22 @@ class Contestant:
         self.rounds = 0
 
     def step(self) -> None:
-        self.solver.meta_train_step(self.batches[self.rounds % len(self.batches)])
+        with self.computing():
+            self.solver.meta_train_step(self.batches[self.rounds % len(self.batches)])
         self.rounds += 1
 
     def predict(self) -> None:
-        self.solver.predict(self.test_tasks)
+        with self.computing():
+            self.solver.predict(self.test_tasks)
 
     def count(self) -> dict:
         """FLOPs of a step and of one test task, and the step's convolutions, all on the calling thread."""
         with one_task_thread():
             recorder = ConvolutionRecorder()
-            with FlopCounterMode(display=False) as counter, recorder:
+            with FlopCounterMode(display=False) as counter, recorder, self.computing():
                 self.solver.meta_train_step(self.batches[0])
             step_flop = counter.get_total_flops()
-            with FlopCounterMode(display=False) as counter:
+            with FlopCounterMode(display=False) as counter, self.computing():
                 self.solver.predict(self.test_tasks[:1])
         return {"step_flop": step_flop, "test_task_flop": counter.get_total_flops(), "convolutions": recorder.calls}
 
@@ -209,10 +218,12 @@ def profile_table(fn, rows: int) -> str:
     return trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def interleaved_best(functions: dict, repeats: int) -> dict:
-    """Best seconds of each function over ``repeats`` rounds, taking turns, the order rotating; one warm-up round."""
+def interleaved_best(functions: dict, repeats: int) -> tuple:
+    """``(best, timed)``: each function's best seconds over ``repeats`` rounds, taking turns, the order rotating,
+    after one warm-up round; and how many calls of each were timed."""
     names = list(functions)
     best = {name: float("inf") for name in names}
+    timed = dict.fromkeys(names, 0)
     for round_index in range(repeats + 1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -220,11 +231,15 @@ def interleaved_best(functions: dict, repeats: int) -> dict:
             functions[name]()
             if round_index:
                 best[name] = min(best[name], time.perf_counter() - start)
-    return best
+                timed[name] += 1
+    return best, timed
 
 
-def markdown(rows: list, ceilings: dict, old: bool) -> str:
-    columns = ["solver (defaults)", "GFLOP/step", "s/step", "GFLOP/s", "conv fp32 s", "conv bf16 s", "step/conv",
+def markdown(rows: list, ceilings: dict, old: bool, precision: str = "float32") -> str:
+    """The table; ``step/conv`` divides by the convolutions' time in the precision the new path computes in."""
+    own = "conv_bf16_s" if precision == "bfloat16" else "conv_fp32_s"
+    columns = ["solver (defaults)", "GFLOP/step", "s/step", "GFLOP/s", "conv fp32 s", "conv bf16 s",
+               "step/conv" + (" bf16" if precision == "bfloat16" else ""),
                "GFLOP/test task", "s/test task"]
     if old:
         columns[3:3] = ["old s/step", "old/new"]
@@ -235,7 +250,7 @@ def markdown(rows: list, ceilings: dict, old: bool) -> str:
         if old:
             cells += [f"{row['old_step_s']:.4f}", f"{row['old_step_s'] / row['step_s']:.2f}x"]
         cells += [f"{row['step_gflop'] / row['step_s']:.0f}", f"{row['conv_fp32_s']:.4f}", f"{row['conv_bf16_s']:.4f}",
-                  f"{row['step_s'] / row['conv_fp32_s']:.2f}", f"{row['test_task_gflop']:.3f}",
+                  f"{row['step_s'] / row[own]:.2f}", f"{row['test_task_gflop']:.3f}",
                   f"{row['test_task_s']:.4f}"]
         if old:
             cells += [f"{row['old_test_task_s']:.4f}", f"{row['old_test_task_s'] / row['test_task_s']:.2f}x"]
@@ -256,6 +271,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="as omnimeta run --threads")
     parser.add_argument("--solvers", default=None, help="Comma-separated labels (default: all), e.g. 'anil,protonet'.")
     parser.add_argument("--old", action="store_true", help="Also time the code path before issue #25, interleaved.")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="What the new code path computes in (as omnimeta run --precision); old: float32.")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="Also print each contestant's N costliest operations (torch.profiler).")
     parser.add_argument("--data-root", default=None)
@@ -273,12 +290,12 @@ def main() -> None:
     chosen = [c for c in CONTESTANTS if args.solvers is None or c[0] in args.solvers.split(",")]
     variants = {"new": True, "old": False} if args.old else {"new": True}
     contestants = {(label, variant): Contestant(label, solver, overrides, omniglot, args.test_tasks, fast,
-                                                          args.quick)
+                                                args.quick, args.precision if fast else "float32")
                    for label, solver, overrides in chosen for variant, fast in variants.items()}
     counts = {label: contestants[(label, "new")].count() for label, _, _ in chosen}
 
-    steps = interleaved_best({key: c.step for key, c in contestants.items()}, args.repeats)
-    tests = interleaved_best({key: c.predict for key, c in contestants.items()}, max(1, args.repeats // 5))
+    steps, timed_steps = interleaved_best({key: c.step for key, c in contestants.items()}, args.repeats)
+    tests, timed_tests = interleaved_best({key: c.predict for key, c in contestants.items()}, max(1, args.repeats // 5))
     size = 256 if args.quick else 2048
     ceilings = {"matmul_fp32": matmul_gflops(torch.float32, args.repeats, size),
                 "matmul_bf16": matmul_gflops(torch.bfloat16, args.repeats, size),
@@ -292,13 +309,16 @@ def main() -> None:
                "test_task_gflop": counts[label]["test_task_flop"] / 1e9,
                "test_task_s": tests[(label, "new")] / args.test_tasks,
                "conv_gflop": conv_flop(calls) / 1e9, "conv_fp32_s": conv[torch.float32],
-               "conv_bf16_s": conv[torch.bfloat16], "convolution_calls": len(calls)}
+               "conv_bf16_s": conv[torch.bfloat16], "convolution_calls": len(calls),
+               "timed_steps": timed_steps[(label, "new")], "timed_predicts": timed_tests[(label, "new")]}
         if args.old:
-            row.update(old_step_s=steps[(label, "old")], old_test_task_s=tests[(label, "old")] / args.test_tasks)
+            row.update(old_step_s=steps[(label, "old")], old_test_task_s=tests[(label, "old")] / args.test_tasks,
+                       old_timed_steps=timed_steps[(label, "old")])
         rows.append(row)
     machine = (f"{platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}, "
+               f"new path in {args.precision}, "
                f"{args.repeats} interleaved rounds, best of them; test: {args.test_tasks} tasks per predict call")
-    table = markdown(rows, ceilings, args.old)
+    table = markdown(rows, ceilings, args.old, args.precision)
     console.print(f"omnimeta limits — {machine}")
     console.print(table, markup=False, highlight=False)
     for label, _, _ in chosen if args.profile else ():

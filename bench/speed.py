@@ -232,6 +232,7 @@ def main() -> None:
             for name in CONTESTANTS:
                 q1, median, q3 = quartiles(seconds[name])
                 row = {"solver": solver, "inner_steps": steps, "contestant": name, "median_s": median,
+                       "timed_rounds": len(seconds[name]),
                        "iqr_s": [q1, q3], "speedup": reference_median / median, "gflop": gflop,
                        "gflops": gflop / median, "peak_share": gflop / median / peak}
                 rows.append(row)

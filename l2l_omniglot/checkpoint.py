@@ -32,7 +32,7 @@ from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.errors import ConfigError, WriteError, first_line
 from l2l_omniglot.solver_checks import check_plain_state, non_finite_entry
 from l2l_omniglot.solver_record import check_solver_record, solver_record
-from l2l_omniglot.solvers.registry import SOLVERS
+from l2l_omniglot.solvers.registry import make_solver
 
 FORMAT = "omnimeta-checkpoint-v2"
 #: More meta-train classes than any split of Omniglot has, even with every rotation (1623 characters x 4).
@@ -149,7 +149,7 @@ def load_solver(path: Path, device="cpu") -> tuple:
     config, payload = load_checkpoint(path)  # the solver's class checked there (check_solver_record)
     target = resolve_device(device)
     try:
-        solver = SOLVERS[config.solver](config, payload["num_train_classes"], target)
+        solver = make_solver(config, payload["num_train_classes"], target)
     except (RuntimeError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as error:
         raise ConfigError(f"{path} holds settings a {config.solver} model cannot be built from "
                           f"({type(error).__name__}: {first_line(error, 120)}); it was altered or is damaged: "

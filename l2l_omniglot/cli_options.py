@@ -15,6 +15,7 @@ from l2l_omniglot.console import progress_bar
 from l2l_omniglot.data.omniglot import download_omniglot, load_omniglot
 from l2l_omniglot.data.splits import SPLITS
 from l2l_omniglot.data.tasks import AUGMENTS
+from l2l_omniglot.precision import PRECISIONS
 from l2l_omniglot.solvers.flags import flag_help, shared_default_help, solver_flags
 from l2l_omniglot.threads import use_threads
 
@@ -119,6 +120,9 @@ def run_options(function):
         shared("val_every", int, "Validate every N iterations."),
         shared("seed", int, "Seed of the training task stream and weights."),
         shared("device", click.Choice(DEVICES), "Where to train."),
+        shared("precision", click.Choice(PRECISIONS), "Arithmetic of every step and prediction: float32, or "
+                                                      "bfloat16 autocast on float32 weights (faster on CPUs "
+                                                      "with AVX-512 BF16; docs/results.md)."),
         click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
                      help="A solver's own option (repeatable); `omnimeta solvers` lists them. In compare, "
                           "SOLVER.NAME=VALUE sets it for one solver only."),

@@ -42,6 +42,7 @@ from l2l_omniglot.run_folder import check_out_dir
 from l2l_omniglot.run_tasks import RunTasks
 from l2l_omniglot.solvers import solver_label
 from l2l_omniglot.launch import RunRequest, run_training
+from l2l_omniglot.precision import computing_in
 from l2l_omniglot.process import freeze_imports
 
 #: What must agree for two runs to be scored on the same tasks.
@@ -78,9 +79,11 @@ def train_isolated(config: RunConfig, data_root, out_dir: Path,
 
 
 def run_label(config: RunConfig) -> str:
-    """How tables name a run: its solver's label, and its augmentation if any (``fomaml +rotate``)."""
+    """How tables name a run: its solver's label, its augmentation and precision if not the plain ones
+    (``fomaml +rotate bfloat16``)."""
     augment = f" +{config.augment}" if config.augment != "none" else ""
-    return f"{solver_label(config)}{augment}"
+    precision = f" {config.precision}" if config.precision != "float32" else ""
+    return f"{solver_label(config)}{augment}{precision}"
 
 
 @dataclass
@@ -119,8 +122,9 @@ def score_runs(run_dirs: list, omniglot, eval_tasks: Optional[int] = None, devic
     tasks = RunTasks.build(shape, omniglot, phases=("test",)).test_tasks
     scored = []
     for run_dir, config, solver in runs:
-        result = read_result(run_dir)
-        scored.append(ScoredRun(run_dir, config, result, per_task_accuracy(solver, tasks, progress=on_progress)))
+        with computing_in(config.precision, device):
+            per_task = per_task_accuracy(solver, tasks, progress=on_progress)
+        scored.append(ScoredRun(run_dir, config, read_result(run_dir), per_task))
     return scored
 
 

@@ -23,6 +23,7 @@ from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE
 from l2l_omniglot.data.splits import SPLITS
 from l2l_omniglot.data.tasks import augmentations, check_task_shape
 from l2l_omniglot.errors import ConfigError, with_article
+from l2l_omniglot.precision import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("cosine", "constant")
@@ -52,6 +53,8 @@ class RunConfig:
     val_every: int = 100
     seed: int = 0
     device: str = "auto"
+    #: float32, or bfloat16 arithmetic on float32 weights (:mod:`l2l_omniglot.precision`).
+    precision: str = "float32"
     image_size: int = DEFAULT_IMAGE_SIZE
     #: The solver's own options, resolved (every option it declares, with its value).
     options: dict = field(default_factory=dict)
@@ -107,6 +110,8 @@ class RunConfig:
         augmentations(self.augment)  # refuses an unknown value
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         return self

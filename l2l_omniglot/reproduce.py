@@ -29,6 +29,7 @@ from l2l_omniglot.atomic import check_output_folder, read_json_object, write_jso
 from l2l_omniglot.compare import curves, read_result
 from l2l_omniglot.config import RunConfig, resolve_device
 from l2l_omniglot.errors import ConfigError, describe_differences, first_line
+from l2l_omniglot.precision import computing_in
 from l2l_omniglot.presets import PRESETS, Preset, check_budget, get_preset
 from l2l_omniglot.solvers import make_solver
 from l2l_omniglot.launch import RunRequest, run_training
@@ -210,14 +211,15 @@ def estimate_seconds(preset: Preset, omniglot, timed_steps: int = 2, device: str
     tasks_of_run = RunTasks.build(probe, omniglot, phases=("train", "val"))
     solver = make_solver(probe, tasks_of_run.num_train_classes, resolve_device(device))
     sampler = tasks_of_run.samplers["train"]
-    solver.meta_train_step(sampler.sample(config.seed, 1, tasks))  # warm-up: allocation, first calls
-    start = time.perf_counter()
-    for iteration in range(2, timed_steps + 2):
-        solver.meta_train_step(sampler.sample(config.seed, iteration, tasks))
-    step = (time.perf_counter() - start) / timed_steps * config.meta_batch / tasks
-    start = time.perf_counter()
-    solver.predict(tasks_of_run.val_tasks)
-    per_task = (time.perf_counter() - start) / len(tasks_of_run.val_tasks)
+    with computing_in(config.precision, resolve_device(device)):
+        solver.meta_train_step(sampler.sample(config.seed, 1, tasks))  # warm-up: allocation, first calls
+        start = time.perf_counter()
+        for iteration in range(2, timed_steps + 2):
+            solver.meta_train_step(sampler.sample(config.seed, iteration, tasks))
+        step = (time.perf_counter() - start) / timed_steps * config.meta_batch / tasks
+        start = time.perf_counter()
+        solver.predict(tasks_of_run.val_tasks)
+        per_task = (time.perf_counter() - start) / len(tasks_of_run.val_tasks)
     scored_tasks = (config.iterations // config.val_every) * config.val_tasks + config.eval_tasks
     return {"step_seconds": step, "predict_seconds_per_task": per_task,
             "total_seconds": step * config.iterations + per_task * scored_tasks}

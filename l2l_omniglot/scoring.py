@@ -22,6 +22,7 @@ from l2l_omniglot.data.omniglot import load_omniglot, loaded
 from l2l_omniglot.data.testsets import write_submission
 from l2l_omniglot.evaluation import no_progress, per_task_accuracy, predict_labels
 from l2l_omniglot.leaks import check_seen_characters_record, guard_benchmark
+from l2l_omniglot.precision import computing_in
 from l2l_omniglot.solvers import solver_label
 
 
@@ -49,7 +50,7 @@ def evaluate_run(run_dir: Path, omniglot=None, benchmark: str = "tasks", eval_ta
     data = loaded(omniglot)
     leak = guard_benchmark(chosen, config, data)
     items = chosen.items(config, data)
-    with progress(f"evaluate ({benchmark})", len(items)) as advance:
+    with progress(f"evaluate ({benchmark})", len(items)) as advance, computing_in(config.precision, device):
         per_task = per_task_accuracy(solver, items, progress=advance)
     return {"benchmark": benchmark, "solver": config.solver, "label": solver_label(config),
             **chosen.score(per_task, items, config), **leak}
@@ -91,6 +92,8 @@ def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optiona
     tasks = hw15.unlabelled(config)
     if expected is not None:
         hw15.check_answers(expected, tasks)
-    rows = write_submission(output, predict_labels(solver, tasks))
+    with computing_in(config.precision, device):
+        predicted = predict_labels(solver, tasks)
+    rows = write_submission(output, predicted)
     accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows) if expected is not None else None
     return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver, **leak}

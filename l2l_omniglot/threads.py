@@ -176,7 +176,8 @@ class TaskThreads:
     ``torch.autograd.grad``, not ``.backward()`` into shared ``.grad``; see
     ``add_in_order``) and must not draw from torch's global random generator
     (the order of the draws would depend on the threads). The workers run with
-    the caller's autograd mode (``torch.no_grad()`` or not).
+    the caller's autograd mode (``torch.no_grad()`` or not) and CPU autocast
+    (:mod:`l2l_omniglot.precision`).
     """
 
     def __init__(self, threads: int):
@@ -192,10 +193,13 @@ class TaskThreads:
             return [fn(item) for item in items]
         import torch
 
-        grad_enabled = torch.is_grad_enabled()  # autograd's mode is per thread: the workers take the caller's
+        # Autograd's mode and autocast (--precision bfloat16) are per thread: the workers take the caller's.
+        grad_enabled = torch.is_grad_enabled()
+        autocast = dict(enabled=torch.is_autocast_enabled("cpu"), dtype=torch.get_autocast_dtype("cpu"),
+                        cache_enabled=torch.is_autocast_cache_enabled())
 
         def call(item):
-            with torch.set_grad_enabled(grad_enabled):
+            with torch.set_grad_enabled(grad_enabled), torch.autocast("cpu", **autocast):
                 return fn(item)
 
         return list(self._executor.map(call, items))

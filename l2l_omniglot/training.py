@@ -46,6 +46,7 @@ from l2l_omniglot.distributed import Ranks, check_rank_members, check_splittable
 from l2l_omniglot.errors import ConfigError, OmnimetaError, WriteError, first_line
 from l2l_omniglot.evaluation import Score
 from l2l_omniglot.leaks import seen_characters_record
+from l2l_omniglot.precision import computing_in, slow_precision_warning
 from l2l_omniglot.run_folder import Interrupted, RunFolder
 from l2l_omniglot.run_state import load_saved_state, rng_state, seed_everything, set_rng_state
 from l2l_omniglot.run_tasks import PHASES, RunTasks
@@ -119,7 +120,7 @@ class Trainer:
         #: The iteration of the last state saved to state.pt (what a hard stop falls back to).
         self.saved_iteration = None
         #: What :meth:`run` tells its callbacks before it starts (see :meth:`RunCallbacks.on_warning`).
-        self.warnings = []
+        self.warnings = [w for w in [slow_precision_warning(config.precision, self.device)] if w]
         self._callback_stop = False
         #: Where the data came from (absolute), kept in state.pt so that --resume finds it again from anywhere.
         root = data_root if data_root is not None else getattr(omniglot, "root", None)
@@ -189,8 +190,9 @@ class Trainer:
             for message in self.warnings:  # callbacks of a duck type may lack on_warning
                 getattr(callbacks, "on_warning", RunCallbacks().on_warning)(message)
             callbacks.on_start(self)
-            self._train(callbacks)
-            return self._finish(callbacks)
+            with computing_in(self.config.precision, self.device):
+                self._train(callbacks)
+                return self._finish(callbacks)
         finally:
             callbacks.on_finish()
             self.folder.release()

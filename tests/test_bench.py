@@ -18,17 +18,19 @@ def test_speed_bench_smoke_run_reports_every_contestant(data_root, tmp_path):
     report = json.loads(out.read_text())
     rows = {(row["solver"], row["contestant"]) for row in report["rows"]}
     assert rows == {(s, c) for s in ("fomaml", "maml") for c in ("reference", "l2l", "batched")}
-    assert all(row["median_s"] > 0 and row["gflop"] > 0 for row in report["rows"])
+    # Every contestant was timed in every round (the times themselves are not judged here).
+    assert all(row["timed_rounds"] == 2 and row["gflop"] > 0 for row in report["rows"])
     assert 0 < report["profile"]["batched"]["sample_share"] < 1
-    assert report["load"]["cold_s"] > 0 and report["load"]["cached_s"] > 0  # both loads measured (times not judged)
+    assert {"cold_s", "cached_s"} <= set(report["load"])
     assert "speed-up over the reference loop" in finished.stdout
 
 
 @pytest.mark.slow
 def test_limits_bench_smoke_run_reports_every_solver_against_its_ceilings(data_root, tmp_path):
     out = tmp_path / "limits.json"
-    finished = subprocess.run([sys.executable, "bench/limits.py", "--quick", "--old", "--data-root", str(data_root),
-                               "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run([sys.executable, "bench/limits.py", "--quick", "--old", "--precision", "bfloat16",
+                               "--data-root", str(data_root), "--json", str(out)],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(out.read_text())
     assert [row["label"] for row in report["rows"]] == ["transfer", "fomaml l2l", "fomaml batched", "maml l2l",
@@ -37,12 +39,12 @@ def test_limits_bench_smoke_run_reports_every_solver_against_its_ceilings(data_r
         # Every step runs convolutions, and the l2l engine's are counted too (its task threads hidden no FLOPs).
         assert row["step_gflop"] > 0 and row["test_task_gflop"] > 0 and row["convolution_calls"] > 0
         assert row["conv_gflop"] <= row["step_gflop"]
-        assert row["step_s"] > 0 and row["old_step_s"] > 0 and row["conv_fp32_s"] > 0 and row["conv_bf16_s"] > 0
+        # Each path timed in its one round (--quick), old and new (bfloat16) alike; the times are not judged.
+        assert row["timed_steps"] == row["old_timed_steps"] == row["timed_predicts"] == 1
     rows = {row["label"]: row for row in report["rows"]}
     # The same work whichever engine does it: FO-MAML's l2l and batched steps differ only in how they batch it.
     assert rows["fomaml l2l"]["test_task_gflop"] == pytest.approx(rows["fomaml batched"]["test_task_gflop"], rel=0.1)
-    assert report["ceilings"]["matmul_fp32"] > 0 and report["ceilings"]["matmul_bf16"] > 0
-    assert "| fomaml l2l |" in finished.stdout and "Ceilings" in finished.stdout
+    assert "| fomaml l2l |" in finished.stdout and "Ceilings" in finished.stdout and "step/conv bf16" in finished.stdout
 
 
 def test_precision_bench_measures_every_variant_against_float64(tmp_path, monkeypatch, capsys):

@@ -170,3 +170,29 @@ def test_fair_table_sets_each_tuned_row_beside_its_default_and_prices_the_study(
     assert "| protonet | 2 of 2 (" in text and f"{sum(t['seconds'] for t in study['trials']):.0f}" in text
     with pytest.raises(SystemExit, match="holds no study"):
         bench("fair_table").report(tmp_path / "empty")
+
+
+def test_time_to_accuracy_reads_the_first_validation_at_each_threshold(tmp_path):
+    """Two run folders written here: the times at the first validation at or above each threshold, in order."""
+    curves = {"before": [(250, 0.93, 40.0), (500, 0.951, 80.0), (750, 0.97, 120.0)],
+              "after": [(250, 0.955, 15.0), (500, 0.981, 30.0), (750, 0.975, 45.0)]}
+    for name, curve in curves.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"solver": "protonet", "iterations": 750, "options": {},
+                                                     "precision": "float32" if name == "before" else "bfloat16"}))
+        (run / "metrics.jsonl").write_text("".join(
+            json.dumps({"iteration": i, "loss": 1.0, "seconds": s - 1}) + "\n"
+            + json.dumps({"iteration": i, "val_accuracy": v, "seconds": s}) + "\n" for i, v, s in curve))
+        best = max(curve, key=lambda point: point[1])
+        (run / "result.json").write_text(json.dumps({
+            "best_iteration": best[0], "train_seconds": curve[-1][2], "iterations": 750, "step_seconds": 75.0,
+            "val_accuracy": best[1], "test_accuracy": 0.97, "test_ci95": 0.01}))
+    finished = script(REPO / "bench" / "time_to_accuracy.py", tmp_path / "before", tmp_path / "after",
+                      "--json", tmp_path / "table.json")
+    assert finished.returncode == 0, finished.stderr
+    before, after = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert before["reached"] == {"0.95": {"seconds": 80.0, "iteration": 500}, "0.98": None}
+    assert after["reached"] == {"0.95": {"seconds": 15.0, "iteration": 250}, "0.98": {"seconds": 30.0, "iteration": 500}}
+    assert after["best"] == {"seconds": 30.0, "iteration": 500} and before["step_seconds"] == 0.1
+    assert "| before | protonet | - | float32 | 80 s (it 500) | not reached |" in finished.stdout

@@ -227,7 +227,10 @@ class BatchedEngine:
                 query_features = _joined([self._shared_features(features, x)[:, rows] for x, rows in batches])
                 fast_head = {name: fast["head." + name] for name in head}
                 return vmap(lambda h, f: functional_call(self.model.head, h, (f,)))(fast_head, query_features)
-        module = self.model if first_order else self._second_order_model
+        # Native batch norm has no vmap-ed backward for bfloat16 activations on float32 weights (autocast):
+        # there, as for second order, the elementary one.
+        native = first_order and not torch.is_autocast_enabled(tasks.support_x.device.type)
+        module = self.model if native else self._second_order_model
         inner_gradient = grad(self._support_loss(module))
         for _ in range(done, steps):
             # First order: the inner gradient is a constant of the meta-gradient, so no graph is recorded for it.

@@ -22,6 +22,7 @@ import torch
 from l2l_omniglot.config import RunConfig
 from l2l_omniglot.errors import ConfigError
 from l2l_omniglot.plugins import IN_PROCESS, PluginEntry, PluginRegistry
+from l2l_omniglot.precision import lay_out
 from l2l_omniglot.solvers.base import REQUIRED_MEMBERS
 from l2l_omniglot.solvers.options import SolverOptions
 from l2l_omniglot.solvers.space import solver_space
@@ -98,8 +99,11 @@ def resolve_config(solver: str, options: Optional[dict] = None, **overrides) -> 
 
 
 def make_solver(config: RunConfig, num_train_classes: int = 0, device="cpu"):
-    """Build the solver that ``config.solver`` names."""
-    return solver_class(config.solver)(config, num_train_classes, torch.device(device))
+    """Build the solver that ``config.solver`` names, its ``model`` (where it has one) laid out for ``config.precision``."""
+    solver = solver_class(config.solver)(config, num_train_classes, torch.device(device))
+    if isinstance(getattr(solver, "model", None), torch.nn.Module):
+        lay_out(solver.model, config.precision)
+    return solver
 
 
 def solver_label(config: RunConfig) -> str:
