@@ -1,4 +1,4 @@
-"""``--precision bfloat16``: every solver's step and predictions near float32's, and the library computing in it everywhere.
+"""``--precision bfloat16``: each solver's step and answers near float32's; the library computes in it throughout.
 
 The tolerance. bfloat16 keeps 8 significant bits, so each rounding of an
 input or a weight moves it by up to 2**-9 (0.2%); a convolution accumulates in
