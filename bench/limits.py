@@ -4,8 +4,9 @@
     python bench/limits.py [--repeats 20] [--test-tasks 16] [--threads N] [--old] [--precision bfloat16]
                            [--data-root DIR] [--json OUT] [--quick]
 
-For every solver and engine at its defaults (transfer; FO-MAML and MAML with
-the ``l2l`` and ``batched`` engines; ANIL; ProtoNet) it reports:
+For every solver and engine at its defaults (transfer; FO-MAML with the
+``l2l``, ``batched`` and ``grouped`` engines, MAML with ``l2l`` and
+``batched``; ANIL; ProtoNet) it reports:
 
 * **FLOPs** of one meta-train step and of one test task (adaptation and
   prediction), counted by ``torch.utils.flop_counter.FlopCounterMode``. The
@@ -67,6 +68,7 @@ CONTESTANTS = (
     ("transfer", "transfer", {}),
     ("fomaml l2l", "fomaml", {"engine": "l2l"}),
     ("fomaml batched", "fomaml", {"engine": "batched"}),
+    ("fomaml grouped", "fomaml", {"engine": "grouped"}),
     ("maml l2l", "maml", {"engine": "l2l"}),
     ("maml batched", "maml", {"engine": "batched"}),
     ("anil", "anil", {}),

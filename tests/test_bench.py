@@ -33,8 +33,8 @@ def test_limits_bench_smoke_run_reports_every_solver_against_its_ceilings(data_r
                               cwd=REPO, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
     report = json.loads(out.read_text())
-    assert [row["label"] for row in report["rows"]] == ["transfer", "fomaml l2l", "fomaml batched", "maml l2l",
-                                                         "maml batched", "anil", "protonet"]
+    assert [row["label"] for row in report["rows"]] == ["transfer", "fomaml l2l", "fomaml batched", "fomaml grouped",
+                                                         "maml l2l", "maml batched", "anil", "protonet"]
     for row in report["rows"]:
         # Every step runs convolutions, and the l2l engine's are counted too (its task threads hidden no FLOPs).
         assert row["step_gflop"] > 0 and row["test_task_gflop"] > 0 and row["convolution_calls"] > 0

@@ -34,7 +34,7 @@ from tests.test_predict import SAMPLE
 BFLOAT16_TOLERANCE = 0.3
 
 SOLVERS_AND_ENGINES = [("protonet", {}), ("anil", {}), ("transfer", {}), ("fomaml", {"engine": "l2l"}),
-                       ("fomaml", {"engine": "batched"}), ("maml", {"engine": "l2l"}),
+                       ("fomaml", {"engine": "batched"}), ("fomaml", {"engine": "grouped"}), ("maml", {"engine": "l2l"}),
                        ("maml", {"engine": "batched"})]
 
 

@@ -17,6 +17,12 @@ It computes what :class:`~l2l_omniglot.engines.learn2learn.LearnToLearnEngine`'s
 ``adapted_query_logits`` computes (first-order inner steps on the support
 set, then the adapted net on the queries, transductive or not), to rounding:
 ``tests/engines/test_grouped.py`` checks logits and predictions against it.
+It also meta-trains first-order MAML (``--engine grouped``): the first-order
+meta-gradient of a task is the gradient of its query loss at its adapted
+weights, so one more backward of the wide network, summed over the groups'
+tasks, is the meta-gradient of the whole meta-batch (checked against the l2l
+engine's in ``tests/engines/test_equivalence.py``). Second order needs the
+derivatives through the inner steps, which this engine drops: MAML refuses it.
 With a zero head the first step moves the head only (the features' gradient is
 the head's weight times the residual, zero), so it is taken on features
 computed once without a backward through the convolutions, as the batched
@@ -40,8 +46,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2l_omniglot.data.tasks import TaskBatch
+from l2l_omniglot.engines.base import meta_parameter_list
 from l2l_omniglot.engines.head_only import query_batches
-from l2l_omniglot.threads import task_threads
+from l2l_omniglot.errors import ConfigError
+from l2l_omniglot.stats import StepStats
+from l2l_omniglot.threads import add_in_order, task_threads
 
 #: Tasks adapted together: enough to fill the convolutions, few enough to keep their activations small and to
 #: give every task thread a group. Fixed, so that no number depends on the thread count.
@@ -77,13 +86,20 @@ def supports(model: nn.Module) -> bool:
 class GroupedEngine:
     """First-order adaptation and prediction of many tasks at once as one grouped network (module docstring)."""
 
-    def __init__(self, model: nn.Module, inner_lr: float, tasks_per_group: int = TASKS_PER_GROUP):
+    def __init__(self, model: nn.Module, inner_lr: float, first_order: bool = True, meta_parameters=None,
+                 tasks_per_group: int = TASKS_PER_GROUP):
+        if not first_order:
+            raise ConfigError("the grouped engine is first order only (FO-MAML); for second-order MAML use "
+                              "--engine l2l or --engine batched")
         if not supports(model):
             raise ValueError("the grouped engine needs a ConvNet-like model (features of conv, batch-statistics "
                              "batch norm, ReLU, max-pool, flatten; a linear head)")
         self.model = model
         self.inner_lr = inner_lr
         self.tasks_per_group = tasks_per_group
+        self.meta_parameters = meta_parameter_list(model, meta_parameters)
+        chosen = {id(p) for p in self.meta_parameters}
+        self._meta_names = {id(p): name for name, p in model.named_parameters() if id(p) in chosen}
         self._layers = [(f"features.{name}.", module) for name, module in _leaf_layers(model.features)]
 
     # -- the wide network ------------------------------------------------------------------------------
@@ -144,6 +160,29 @@ class GroupedEngine:
             fast = {**fast, **{name: (fast[name] - self.inner_lr * g).detach()
                                for name, g in zip(moving, gradients)}}
         return {name: p.detach() for name, p in fast.items()}
+
+    # -- meta-training (first order) ---------------------------------------------------------------------
+    def accumulate_meta_gradient(self, tasks: TaskBatch, steps: int) -> StepStats:
+        """Add the first-order meta-gradient of the mean query loss over ``tasks`` to the meta-parameters' ``.grad``.
+
+        Each group of tasks adapts as one wide network; the gradient of its query losses at the adapted weights,
+        summed over its tasks, is added to ``.grad`` group after group, so the numbers do not depend on the threads.
+        """
+        names = [self._meta_names[id(p)] for p in self.meta_parameters]
+
+        def group_gradient(part: TaskBatch) -> tuple:
+            adapted = self.adapt(part.support_x, part.support_y, steps)
+            at = {name: p.requires_grad_() if name in names else p for name, p in adapted.items()}
+            with torch.enable_grad():
+                logits = self._head(at, self._features(at, part.query_x))
+                loss = self._loss(logits, part.query_y)
+                gradients = torch.autograd.grad(loss / len(tasks), [at[name] for name in names])
+            correct = (logits.argmax(dim=-1) == part.query_y).double().mean(dim=1).sum().item()
+            return [g.sum(dim=0) for g in gradients], loss.item(), correct
+
+        results = task_threads().map(group_gradient, list(tasks.chunks(self.tasks_per_group)))
+        add_in_order(self.meta_parameters, [gradients for gradients, _, _ in results])
+        return StepStats(sum(r[1] for r in results) / len(tasks), sum(r[2] for r in results) / len(tasks))
 
     @torch.no_grad()
     def _logits(self, fast: dict, x: torch.Tensor) -> torch.Tensor:

@@ -66,8 +66,9 @@ class MAMLOptions(SolverOptions):
                                    minimum=0, maximum=1000, tune=linear_range(5, 40))
     zero_head: bool = option(True, "Start every task from a zero head instead of a meta-learned one "
                                    "(Kao et al., ICLR 2022).", flag="--zero-head/--learned-head")
-    engine: str = option("l2l", "How tasks adapt: one at a time with learn2learn (l2l), or all at once with "
-                                "torch.func (batched).", flag="--engine", choices=tuple(ENGINES))
+    engine: str = option("l2l", "How tasks adapt while meta-training: one at a time with learn2learn (l2l), all "
+                                "at once with torch.func (batched), or in groups as one wide network (grouped; "
+                                "first order only).", flag="--engine", choices=tuple(ENGINES))
     transductive: bool = option(True, "At validation and test, normalise a task's queries together with their own "
                                       "batch statistics (the MAML convention); false: classify each query in one "
                                       "batch with the support set alone (Nichol et al. 2018).")

@@ -1,4 +1,4 @@
-"""The batched engine computes what the learn2learn engine computes.
+"""The batched and grouped engines compute what the learn2learn engine computes (grouped: first order).
 
 Same fixed meta-batch of real Omniglot tasks, same initial weights: the
 meta-gradient (of the parameters the meta-optimizer updates) and the adapted
@@ -62,6 +62,34 @@ def test_batched_meta_gradient_and_logits_equal_learn2learn_in_float64(meta_batc
     assert relative_error(batched_logits, reference_logits) < TOLERANCE
     assert batched_stats.loss == pytest.approx(reference_stats.loss, rel=TOLERANCE)
     assert batched_stats.accuracy == pytest.approx(reference_stats.accuracy)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("zero_head", [True, False], ids=["zero-head", "learned-head"])
+def test_grouped_first_order_meta_gradient_equals_learn2learn_in_float64(meta_batch, steps, zero_head):
+    reference, reference_logits, reference_stats = meta_gradient_and_logits(
+        "fomaml", "l2l", steps, zero_head, meta_batch, torch.float64)
+    grouped, grouped_logits, grouped_stats = meta_gradient_and_logits(
+        "fomaml", "grouped", steps, zero_head, meta_batch, torch.float64)
+    assert reference.norm() > 0
+    assert relative_error(grouped, reference) < TOLERANCE
+    assert relative_error(grouped_logits, reference_logits) < TOLERANCE
+    assert grouped_stats.loss == pytest.approx(reference_stats.loss, rel=TOLERANCE)
+    assert grouped_stats.accuracy == pytest.approx(reference_stats.accuracy)
+
+
+def test_grouped_meta_gradient_equals_learn2learn_in_float32_at_one_step(meta_batch):
+    reference, reference_logits, _ = meta_gradient_and_logits("fomaml", "l2l", 1, True, meta_batch, torch.float32)
+    grouped, grouped_logits, _ = meta_gradient_and_logits("fomaml", "grouped", 1, True, meta_batch, torch.float32)
+    assert relative_error(grouped, reference) < TOLERANCE
+    assert relative_error(grouped_logits, reference_logits) < TOLERANCE
+
+
+def test_second_order_maml_refuses_the_grouped_engine():
+    from l2l_omniglot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="first order only"):
+        make_solver(small_config("maml", engine="grouped"), 0)
 
 
 @pytest.mark.parametrize("solver_name", ["fomaml", "maml"])
