@@ -105,6 +105,11 @@ def arm_cells(runs: list) -> list:
                 f" (± {runs[0]['result']['test_ci95']:.4f} over tasks)" if len(runs) == 1 else "")]
 
 
+def validation_half_width(accuracy: float, answers: int) -> float:
+    """The 95% half-width of a validation accuracy over ``answers`` answers taken as independent (binomial)."""
+    return 1.96 * math.sqrt(accuracy * (1 - accuracy) / answers)
+
+
 def validates_better(found: dict) -> str:
     """Whether the tuned settings validate better than the defaults, on the full-length runs' validation tasks.
 
@@ -118,7 +123,7 @@ def validates_better(found: dict) -> str:
     before = spread([r["result"]["val_accuracy"] for r in default])["mean"]
     gain = round(spread([r["result"]["val_accuracy"] for r in tuned])["mean"] - before, 6)  # not float noise
     config = default[0]["config"]
-    half_width = 1.96 * math.sqrt(before * (1 - before) / (config.val_tasks * config.ways * config.queries))
+    half_width = validation_half_width(before, config.val_tasks * config.ways * config.queries)
     verdict = "yes" if gain > half_width else "within noise" if gain > -half_width else "no"
     return f"{verdict} ({gain:+.4f}; ±{half_width:.4f})"
 
