@@ -28,8 +28,8 @@ A preset is a TOML file (read with :mod:`tomllib`)::
 
 Completeness is checked, not hoped for (:meth:`Preset.check`): a preset sets
 every shared setting of :class:`~l2l_omniglot.config.RunConfig` except the
-run's mechanics (:data:`RUN_MECHANICS`: seed, device, length, how often and
-on how many tasks to validate) and every option its solver declares, each
+run's mechanics (:data:`RUN_MECHANICS`: seed, device, precision (float32,
+the papers' arithmetic), length, how often and on how many tasks to validate) and every option its solver declares, each
 with a non-empty source, and no setting the solver lacks.
 
 Presets are found like solvers: a package lists a folder of preset files
@@ -55,9 +55,10 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 ENTRY_POINT_GROUP = "omnimeta.presets"
-#: Shared settings a preset does not set: the seed and device of each run, and omnimeta's own run mechanics
-#: (the length follows from the budget; validation is how omnimeta keeps its best state).
-RUN_MECHANICS = ("seed", "device", "iterations", "val_every", "val_tasks")
+#: Shared settings a preset does not set: the seed, device and precision of each run (a preset's runs compute in
+#: float32, the papers' own arithmetic), and omnimeta's own run mechanics (the length follows from the budget;
+#: validation is how omnimeta keeps its best state).
+RUN_MECHANICS = ("seed", "device", "precision", "iterations", "val_every", "val_tasks")
 #: About this many validations over a run, so that its curve shows the trend wherever the budget was cut.
 VALIDATIONS_PER_RUN = 20
 IN_PROCESS = "(added in this process)"
