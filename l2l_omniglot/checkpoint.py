@@ -17,6 +17,7 @@ weights when they are read (:mod:`l2l_omniglot.solver_checks`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import re
@@ -24,6 +25,7 @@ import struct
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -143,13 +145,15 @@ def _best_state(payload: dict):
     return best.get("state") if isinstance(best, dict) and isinstance(best.get("state"), dict) else None
 
 
-def load_solver(path: Path, device="cpu") -> tuple:
-    """``(config, solver, payload)`` from a checkpoint: the solver rebuilt from what the file says, weights loaded."""
+def load_solver(path: Path, device="cpu", precision: Optional[str] = None) -> tuple:
+    """``(config, solver, payload)`` from a checkpoint: the solver rebuilt from what the file says, weights loaded;
+    its network laid out for ``precision`` (default: the run's; :mod:`l2l_omniglot.precision`)."""
     path = Path(path)
     config, payload = load_checkpoint(path)  # the solver's class checked there (check_solver_record)
     target = resolve_device(device)
+    built = dataclasses.replace(config, precision=precision) if precision else config
     try:
-        solver = make_solver(config, payload["num_train_classes"], target)
+        solver = make_solver(built, payload["num_train_classes"], target)
     except (RuntimeError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as error:
         raise ConfigError(f"{path} holds settings a {config.solver} model cannot be built from "
                           f"({type(error).__name__}: {first_line(error, 120)}); it was altered or is damaged: "

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from l2l_omniglot.benchmarks import BENCHMARKS, describe_benchmarks
 from l2l_omniglot.cli_options import (PluginChoice, SolverFlagsCommand, data_root_option, json_option, open_omniglot,
-                                      run_options, threads_option)
+                                      precision_option, run_options, threads_option)
 from l2l_omniglot.cli_studies import reproduce_command, tune_command
 from l2l_omniglot.compare import compare_solvers
 from l2l_omniglot.config import DEVICES, MAX_EVALUATION_TASKS
@@ -249,15 +249,16 @@ def compare(solvers, run_dirs, out_dir, force, as_json, data_root, download, **t
 @click.option("--option", "option_values", multiple=True, metavar="NAME=VALUE",
               help="A benchmark's own option (repeatable); `omnimeta benchmarks` lists them.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@precision_option
 @data_root_option
 @threads_option
 @json_option
-def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device, data_root, as_json):
+def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device, precision, data_root, as_json):
     """Re-score a saved run on a benchmark: its fixed test tasks, Lake's 20-way runs, or any installed one."""
     parsed = parse_option_values(option_values, "omnimeta benchmarks")
     options = {(f"{target}.{name}" if target else name): value for (target, name), value in parsed.items()}
     report = evaluate_run(run_dir, lambda: open_omniglot(data_root), benchmark, eval_tasks, shots, device,
-                          progress=progress_bars, ways=ways, options=options)
+                          progress=progress_bars, ways=ways, options=options, precision=precision)
     if report.get("leak_warning"):
         click.echo(f"Warning: {report['leak_warning']}", err=True)
     if as_json:
@@ -279,16 +280,17 @@ def evaluate(run_dir, benchmark, eval_tasks, ways, shots, option_values, device,
               help="Not needed for runs of this version (the checkpoint names the characters the model trained on, "
                    "for the leak warning); for an older run, the Omniglot folder its split is rebuilt from. "
                    "Default: $OMNIMETA_DATA, else ~/.cache/omnimeta/omniglot.")
+@precision_option
 @threads_option
 @json_option
-def predict(run_dir, test_dir, output, answers, force, device, data_root, as_json):
+def predict(run_dir, test_dir, output, answers, force, device, data_root, precision, as_json):
     """Turn an HW15 Omniglot-test folder into a submission CSV (id,class): the hw15 benchmark's answers.
 
     Needs only the run and the folder: the checkpoint names the characters its model trained on (for the
     leak warning); the data is read only for a run older than that record.
     """
     report = predict_folder(run_dir, test_dir, output, answers, device, omniglot=lambda: open_omniglot(data_root),
-                            force=force)
+                            force=force, precision=precision)
     if report.get("leak_warning"):
         click.echo(f"Warning: {report['leak_warning']}", err=True)
     if as_json:

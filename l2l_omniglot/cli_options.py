@@ -97,6 +97,13 @@ class SolverFlagsCommand(click.Command):
         return super().get_params(ctx)
 
 
+#: evaluate's and predict's --precision: a saved run's tasks adapted and predicted in another arithmetic.
+precision_option = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=None,
+    help="Adapt and predict in this arithmetic instead of the run's own (float32, or bfloat16 autocast: faster on "
+         "CPUs with AVX-512; answers may differ from the run's own precision on near ties). [default: the run's]")
+
+
 def run_options(function):
     """The training options shared by ``run`` and ``compare`` (their names are a contract)."""
     def shared(name: str, kind, text: str, **extra):  # SolverFlagsCommand adds the defaults to the help

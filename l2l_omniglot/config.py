@@ -23,7 +23,7 @@ from l2l_omniglot.data.images import DEFAULT_IMAGE_SIZE
 from l2l_omniglot.data.splits import SPLITS
 from l2l_omniglot.data.tasks import augmentations, check_task_shape
 from l2l_omniglot.errors import ConfigError, with_article
-from l2l_omniglot.precision import PRECISIONS
+from l2l_omniglot.precision import check_precision
 
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("cosine", "constant")
@@ -110,8 +110,7 @@ class RunConfig:
         augmentations(self.augment)  # refuses an unknown value
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
         return self

@@ -34,7 +34,15 @@ from typing import ContextManager, Optional
 
 import torch
 
+from l2l_omniglot.errors import ConfigError
+
 PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: Optional[str]) -> None:
+    """Refuse a precision that is neither None (the run's own) nor one of :data:`PRECISIONS`."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
 def computing_in(precision: str, device) -> ContextManager:

@@ -154,6 +154,16 @@ def test_a_run_validates_and_is_evaluated_in_its_precision(omniglot, tmp_path, m
     report = evaluate_run(tmp_path / "run", omniglot, eval_tasks=3)
     written = predict_folder(tmp_path / "run", SAMPLE / "Omniglot-test", tmp_path / "submission.csv", omniglot=omniglot)
     assert scored_in == [expected, expected] and report["test_tasks"] == 3 and written["rows"] > 0
+    assert report["precision"] == written["precision"] == precision
+
+    # Either command may compute in the other precision than the run's, when asked.
+    other = "bfloat16" if precision == "float32" else "float32"
+    report = evaluate_run(tmp_path / "run", omniglot, eval_tasks=3, precision=other)
+    written = predict_folder(tmp_path / "run", SAMPLE / "Omniglot-test", tmp_path / "again.csv", omniglot=omniglot,
+                             precision=other)
+    assert scored_in[2:] == [not expected, not expected] and report["precision"] == written["precision"] == other
+    with pytest.raises(ConfigError, match="unknown precision 'half'"):
+        evaluate_run(tmp_path / "run", omniglot, eval_tasks=3, precision="half")
 
 
 def test_an_unknown_precision_is_refused_by_name():
