@@ -45,6 +45,7 @@ that this module can run before torch loads.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -176,7 +177,7 @@ class TaskThreads:
     ``torch.autograd.grad``, not ``.backward()`` into shared ``.grad``; see
     ``add_in_order``) and must not draw from torch's global random generator
     (the order of the draws would depend on the threads). The workers run with
-    the caller's autograd mode (``torch.no_grad()`` or not) and CPU autocast
+    the caller's autograd mode (``torch.no_grad()`` or not) and autocast
     (:mod:`l2l_omniglot.precision`).
     """
 
@@ -193,13 +194,18 @@ class TaskThreads:
             return [fn(item) for item in items]
         import torch
 
-        # Autograd's mode and autocast (--precision bfloat16) are per thread: the workers take the caller's.
+        # Autograd's mode and autocast (--precision bfloat16, on the CPU or a GPU) are per thread: the workers take
+        # the caller's.
         grad_enabled = torch.is_grad_enabled()
-        autocast = dict(enabled=torch.is_autocast_enabled("cpu"), dtype=torch.get_autocast_dtype("cpu"),
-                        cache_enabled=torch.is_autocast_cache_enabled())
+        autocasts = [dict(device_type=device, dtype=torch.get_autocast_dtype(device),
+                          cache_enabled=torch.is_autocast_cache_enabled())
+                     for device in ("cpu", "cuda") if torch.is_autocast_enabled(device)]
 
         def call(item):
-            with torch.set_grad_enabled(grad_enabled), torch.autocast("cpu", **autocast):
+            with contextlib.ExitStack() as modes:
+                modes.enter_context(torch.set_grad_enabled(grad_enabled))
+                for autocast in autocasts:
+                    modes.enter_context(torch.autocast(**autocast))
                 return fn(item)
 
         return list(self._executor.map(call, items))
