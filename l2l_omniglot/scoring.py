@@ -49,14 +49,14 @@ def evaluate_run(run_dir: Path, omniglot=None, benchmark: str = "tasks", eval_ta
     chosen = make_benchmark(benchmark, {"ways": ways, "shots": shots, "eval_tasks": eval_tasks}, options)
     check_precision(precision)
     config, solver, _ = load_solver(Path(run_dir) / "checkpoint.pt", device, precision)
+    precision = precision or config.precision
     data = loaded(omniglot)
     leak = guard_benchmark(chosen, config, data)
     items = chosen.items(config, data)
-    with progress(f"evaluate ({benchmark})", len(items)) as advance, computing_in(precision or config.precision,
-                                                                                   device):
+    with progress(f"evaluate ({benchmark})", len(items)) as advance, computing_in(precision, device):
         per_task = per_task_accuracy(solver, items, progress=advance)
     return {"benchmark": benchmark, "solver": config.solver, "label": solver_label(config),
-            "precision": precision or config.precision, **chosen.score(per_task, items, config), **leak}
+            "precision": precision, **chosen.score(per_task, items, config), **leak}
 
 
 def show_report(report: dict, run_dir: Path) -> list:
@@ -90,6 +90,7 @@ def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optiona
     hw15 = make_benchmark("hw15", options={"folder": str(test_dir), "answers": str(answers) if answers else None})
     expected = hw15.expected()
     config, solver, payload = load_solver(Path(run_dir) / "checkpoint.pt", device, precision)
+    precision = precision or config.precision
     record = payload.get("leak_record")
     if record is not None:
         record = check_seen_characters_record(record, config, Path(run_dir) / "checkpoint.pt")
@@ -98,9 +99,9 @@ def predict_folder(run_dir: Path, test_dir: Path, output: Path, answers: Optiona
     tasks = hw15.unlabelled(config)
     if expected is not None:
         hw15.check_answers(expected, tasks)
-    with computing_in(precision or config.precision, device):
+    with computing_in(precision, device):
         predicted = predict_labels(solver, tasks)
     rows = write_submission(output, predicted)
     accuracy = sum(expected.get(i) == c for i, c in rows) / len(rows) if expected is not None else None
     return {"rows": len(rows), "accuracy": accuracy, "output": str(output), "solver": config.solver,
-            "precision": precision or config.precision, **leak}
+            "precision": precision, **leak}
