@@ -63,6 +63,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
+from l2l_omniglot.precision import PRECISIONS, computing_in
+
 #: (label, solver, overrides): every solver at its defaults, the MAML family with both engines.
 CONTESTANTS = (
     ("transfer", "transfer", {}),
@@ -168,7 +170,6 @@ class Contestant:
     def __init__(self, label: str, solver: str, overrides: dict, omniglot, test_tasks: int, fast: bool,
                  quick: bool = False, precision: str = "float32"):
         from l2l_omniglot import SOLVERS, make_solver, make_split, phase_samplers, resolve_config
-        from l2l_omniglot.precision import computing_in
         from l2l_omniglot.run_tasks import RunTasks
 
         self.label, self.fast = label, fast
@@ -273,7 +274,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="as omnimeta run --threads")
     parser.add_argument("--solvers", default=None, help="Comma-separated labels (default: all), e.g. 'anil,protonet'.")
     parser.add_argument("--old", action="store_true", help="Also time the code path before issue #25, interleaved.")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
                         help="What the new code path computes in (as omnimeta run --precision); old: float32.")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="Also print each contestant's N costliest operations (torch.profiler).")

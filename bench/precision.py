@@ -31,12 +31,17 @@ import argparse
 import contextlib
 import copy
 import json
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from l2l_omniglot.models import ConvNet
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from limits import interleaved_best  # noqa: E402
+
+from l2l_omniglot.models import ConvNet  # noqa: E402
 
 VARIANTS = {
     "float32": (torch.contiguous_format, False),
@@ -76,17 +81,12 @@ def main() -> None:
     rows = {}
     for name, (_, bfloat16) in VARIANTS.items():
         errors = relative_errors(weight_gradients(models[name], images, labels, bfloat16), reference)
-        rows[name] = {"max_error": max(errors), "first_conv_error": errors[0], "seconds": float("inf"),
-                      "timed_rounds": 0}
-    names = list(VARIANTS)
-    for round_index in range(args.repeats + 1):  # round 0 warms up
-        order = names[round_index % len(names):] + names[:round_index % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            weight_gradients(models[name], images, labels, VARIANTS[name][1])
-            if round_index:
-                rows[name]["seconds"] = min(rows[name]["seconds"], time.perf_counter() - start)
-                rows[name]["timed_rounds"] += 1
+        rows[name] = {"max_error": max(errors), "first_conv_error": errors[0]}
+    best, timed = interleaved_best(
+        {name: (lambda name=name: weight_gradients(models[name], images, labels, VARIANTS[name][1]))
+         for name in VARIANTS}, args.repeats)
+    for name, row in rows.items():
+        row.update(seconds=best[name], timed_rounds=timed[name])
     baseline = rows["float32"]["seconds"]
     print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; {args.threads} thread(s); "
           f"{args.images} images, {args.ways} ways; best of {args.repeats}\n")

@@ -52,7 +52,8 @@ def run_row(run_dir: Path, thresholds: list) -> dict:
         reached[threshold] = None if point is None else {"seconds": point["seconds"], "iteration": point["iteration"]}
     steps = result.get("step_seconds")
     answers = config.get("val_tasks", 100) * config.get("ways", 5) * config.get("queries", 1)
-    return {"val_answers": answers, "run": str(run_dir), "solver": config["solver"], "engine": config.get("options", {}).get("engine", ""),
+    return {"val_answers": answers, "run": str(run_dir), "solver": config["solver"],
+            "engine": config.get("options", {}).get("engine", ""),
             "precision": config.get("precision", "float32"), "reached": reached,
             "best": {"seconds": best["seconds"], "iteration": best["iteration"]},
             "train_seconds": result["train_seconds"], "iterations": result.get("iterations", config["iterations"]),
